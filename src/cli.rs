@@ -1,0 +1,399 @@
+//! The `lifemap` command line: argument parsing, logging, and turning outcomes into exit codes.
+//!
+//! stdout carries results (for `run`, a one-line JSON summary last, which Airflow's XCom reads);
+//! logs and progress go to stderr.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::config::{self, Overrides, Pipeline, parse_ds};
+use crate::error::{Error, exit};
+use crate::progress::Progress;
+use crate::runner::{self, RunOptions};
+use crate::{sample, session, sources, transform};
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   the run failed
+  2   configuration or usage error (bad pipeline, bad flag, refused credentials)
+  3   data-quality failure: nothing was published
+  75  temporary failure (storage or network unavailable): safe to retry
+  99  nothing to do: no input for this ds (mark the task skipped)";
+
+/// Customer lifecycle analytics: YAML pipelines of DataFusion SQL that publish Parquet marts.
+#[derive(Debug, Parser)]
+#[command(name = "lifemap", version, after_long_help = EXIT_CODES, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format on stderr: `text` for people, `json` for machines; `auto` is text.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+
+    /// More log detail (-v debug, -vv trace). `LIFEMAP_LOG` takes a full filter instead.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    /// Only warnings and errors on stderr.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Auto,
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline for a logical date (or a range of dates) and publish its marts.
+    Run(RunArgs),
+    /// Check a pipeline without reading data: YAML, references, templates, and every step's SQL
+    /// planned against the declared schemas. Lists all problems; exits 2 if there are any.
+    Validate(PipelineArgs),
+    /// Print the resolved step order, each step's rendered SQL and its output schema.
+    Plan(PipelineArgs),
+    /// Write a deterministic sample of customer exports (events, orders, customers, feedback).
+    SampleData(SampleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// The pipeline file (e.g. pipelines/customer_lifecycle.yaml).
+    pub pipeline: PathBuf,
+
+    /// Logical date YYYY-MM-DD; default: yesterday in the pipeline's time zone.
+    #[arg(long, value_parser = parse_ds)]
+    pub ds: Option<NaiveDate>,
+
+    /// Override a pipeline var (repeatable): --var marts_uri=s3://acme/marts
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    /// First date of a backfill; runs every date up to --to, in order.
+    #[arg(long, value_parser = parse_ds, requires = "to", conflicts_with = "ds")]
+    pub from: Option<NaiveDate>,
+
+    /// Last date of a backfill (inclusive).
+    #[arg(long, value_parser = parse_ds, requires = "from")]
+    pub to: Option<NaiveDate>,
+
+    /// Run only this step or mart and what it needs (repeatable); only marts fed by the
+    /// selection are published.
+    #[arg(long, value_name = "STEP")]
+    pub select: Vec<String>,
+
+    /// Memory for query execution, e.g. 4GiB; larger work spills to disk.
+    #[arg(long, value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct SampleArgs {
+    /// Known customers to generate (anonymous prospects and store-only buyers come on top).
+    #[arg(long, default_value_t = 2000)]
+    pub customers: u64,
+
+    /// Seed of the generator: the same seed gives the same files.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+
+    /// Output folder (the exports root).
+    #[arg(long, default_value = "data/sample")]
+    pub out: PathBuf,
+
+    /// Last day of generated activity.
+    #[arg(long, value_parser = parse_ds, default_value = "2026-10-31")]
+    pub end: NaiveDate,
+
+    /// Days of history before --end.
+    #[arg(long, default_value_t = 365)]
+    pub days: u32,
+}
+
+fn parse_var(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_string(), value.to_string())),
+        _ => Err(format!("`{text}` is not KEY=VALUE")),
+    }
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    config::parse_bytes(text)
+}
+
+/// Parse arguments, run, and map the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::from(exit::RUN_FAILED as u8);
+        }
+    };
+    let code = runtime.block_on(dispatch(cli));
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn init_logging(cli: &Cli) {
+    use tracing_subscriber::EnvFilter;
+    let default = match (cli.quiet, cli.verbose) {
+        (true, _) => "warn",
+        (false, 0) => "lifemap=info,warn",
+        (false, 1) => "lifemap=debug,info",
+        (false, _) => "trace",
+    };
+    let filter = EnvFilter::try_from_env("LIFEMAP_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match cli.log_format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Auto | LogFormat::Text => builder
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_target(false)
+            .compact()
+            .try_init(),
+    };
+}
+
+async fn dispatch(cli: Cli) -> i32 {
+    let progress_allowed = !cli.quiet && cli.log_format != LogFormat::Json && std::io::stderr().is_terminal();
+    match cli.command {
+        Command::Run(args) => run_command(args, progress_allowed).await,
+        Command::Validate(args) => report(validate(&args).await),
+        Command::Plan(args) => report(plan(&args).await),
+        Command::SampleData(args) => report(sample_data(&args)),
+    }
+}
+
+/// Print an error the way every command does: `error:` and a `hint:` when there is one.
+pub fn print_error(err: &Error) {
+    match err {
+        Error::Invalid(diagnostics) => eprintln!("error: {diagnostics}"),
+        other => {
+            eprintln!("error: {other}");
+            let mut source = std::error::Error::source(other);
+            while let Some(cause) = source {
+                let text = cause.to_string();
+                if !other.to_string().contains(&text) {
+                    eprintln!("  caused by: {text}");
+                }
+                source = cause.source();
+            }
+        }
+    }
+    if let Some(hint) = err.hint() {
+        eprintln!("  hint: {hint}");
+    }
+}
+
+fn report(outcome: Result<(), Error>) -> i32 {
+    match outcome {
+        Ok(()) => exit::SUCCESS,
+        Err(err) => {
+            print_error(&err);
+            err.exit_code()
+        }
+    }
+}
+
+fn overrides(args: &PipelineArgs, ds: Option<NaiveDate>, memory_limit: Option<u64>) -> Overrides {
+    Overrides {
+        ds,
+        vars: args.vars.clone(),
+        memory_limit,
+    }
+}
+
+async fn run_command(args: RunArgs, progress_allowed: bool) -> i32 {
+    let dates: Vec<Option<NaiveDate>> = match (args.from, args.to) {
+        (Some(from), Some(to)) if from > to => {
+            eprintln!("error: --from {from} is after --to {to}");
+            return exit::CONFIG;
+        }
+        (Some(from), Some(to)) => from.iter_days().take_while(|d| *d <= to).map(Some).collect(),
+        _ => vec![args.pipeline.ds],
+    };
+    let options = RunOptions {
+        select: args.select.clone(),
+        progress: progress_allowed,
+    };
+    let mut last_code = exit::SUCCESS;
+    let mut summaries = Vec::new();
+    for ds in &dates {
+        let pipeline = match config::load(
+            &args.pipeline.pipeline,
+            &overrides(&args.pipeline, *ds, args.memory_limit),
+        ) {
+            Ok(pipeline) => pipeline,
+            Err(diagnostics) => return report(Err(Error::Invalid(diagnostics))),
+        };
+        tracing::info!(pipeline = %pipeline.name, ds = %pipeline.date.ds_string(), "run starting");
+        let progress = Progress::new(options.progress);
+        let (results, outcome) = runner::run(&pipeline, &options, &progress).await;
+        println!("{}", results.summary_line());
+        summaries.push(serde_json::json!({"ds": results.ds, "status": results.status, "exit_code": results.exit_code}));
+        match outcome {
+            Ok(()) => tracing::info!(ds = %results.ds, duration_ms = results.duration_ms, "run succeeded"),
+            Err(err) => {
+                print_error(&err);
+                last_code = err.exit_code();
+                // A date with no input is skipped; any other failure stops a backfill.
+                if last_code != exit::NOTHING_TO_DO {
+                    break;
+                }
+            }
+        }
+    }
+    if dates.len() > 1 {
+        let failed = summaries
+            .iter()
+            .any(|s| s["exit_code"] != exit::SUCCESS && s["exit_code"] != exit::NOTHING_TO_DO);
+        let succeeded = summaries.iter().filter(|s| s["exit_code"] == exit::SUCCESS).count();
+        let code = if failed {
+            last_code
+        } else if succeeded == 0 {
+            exit::NOTHING_TO_DO
+        } else {
+            exit::SUCCESS
+        };
+        let line = serde_json::json!({
+            "status": if failed { "failed" } else if succeeded == 0 { "skipped" } else { "success" },
+            "exit_code": code,
+            "from": args.from.map(|d| d.to_string()),
+            "to": args.to.map(|d| d.to_string()),
+            "runs": summaries,
+        });
+        println!("{line}");
+        return code;
+    }
+    last_code
+}
+
+/// Register sources for planning: declared schemas as empty tables, others inferred from files.
+async fn register_for_planning(ctx: &datafusion::prelude::SessionContext, pipeline: &Pipeline) -> Vec<Error> {
+    let mut problems = Vec::new();
+    for source in &pipeline.sources {
+        match sources::register_declared(ctx, source) {
+            Ok(true) => {}
+            Ok(false) => {
+                if let Err(err) = sources::register(ctx, source).await {
+                    problems.push(err);
+                }
+            }
+            Err(err) => problems.push(err),
+        }
+    }
+    problems
+}
+
+async fn validate(args: &PipelineArgs) -> Result<(), Error> {
+    let pipeline = config::load(&args.pipeline, &overrides(args, args.ds, None))?;
+    let graph = transform::resolve(&pipeline)?;
+    let ctx = session::create(&pipeline)?;
+    let mut problems = register_for_planning(&ctx, &pipeline).await;
+    let (planned, failures) = transform::plan_all(&ctx, &pipeline, &graph).await;
+    problems.extend(failures);
+    if problems.is_empty() {
+        println!(
+            "✓ {}: {} sources, {} steps planned, {} marts",
+            pipeline.file.display(),
+            pipeline.sources.len(),
+            planned.len(),
+            pipeline.marts.len()
+        );
+        return Ok(());
+    }
+    let count = problems.len();
+    for problem in &problems {
+        println!("✗ {problem}");
+    }
+    Err(Error::Usage(format!(
+        "{count} problem{} in {}",
+        if count == 1 { "" } else { "s" },
+        pipeline.file.display()
+    )))
+}
+
+async fn plan(args: &PipelineArgs) -> Result<(), Error> {
+    let pipeline = config::load(&args.pipeline, &overrides(args, args.ds, None))?;
+    let graph = transform::resolve(&pipeline)?;
+    let ctx = session::create(&pipeline)?;
+    let problems = register_for_planning(&ctx, &pipeline).await;
+    if let Some(first) = problems.into_iter().next() {
+        return Err(first);
+    }
+    let (planned, failures) = transform::plan_all(&ctx, &pipeline, &graph).await;
+    println!(
+        "pipeline {} for ds {} (as_of {})",
+        pipeline.name,
+        pipeline.date.ds_string(),
+        pipeline.date.as_of_rfc3339()
+    );
+    for (position, (index, schema)) in planned.iter().enumerate() {
+        let step = &pipeline.steps[*index];
+        let reads: Vec<&str> = graph.upstream[*index]
+            .iter()
+            .map(|&i| pipeline.steps[i].name.as_str())
+            .collect();
+        println!("\n{}. {} ({})", position + 1, step.name, step.origin);
+        if !reads.is_empty() {
+            println!("   after: {}", reads.join(", "));
+        }
+        let marts: Vec<&str> = pipeline
+            .marts
+            .iter()
+            .filter(|m| m.from == step.name)
+            .map(|m| m.name.as_str())
+            .collect();
+        if !marts.is_empty() {
+            println!("   publishes: {}", marts.join(", "));
+        }
+        println!("   sql:");
+        for line in step.sql.trim_end().lines() {
+            println!("     {line}");
+        }
+        println!("   schema:");
+        for field in schema.fields() {
+            println!(
+                "     {}: {}{}",
+                field.name(),
+                field.data_type(),
+                if field.is_nullable() { "" } else { " not null" }
+            );
+        }
+    }
+    match failures.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
+}
+
+fn sample_data(args: &SampleArgs) -> Result<(), Error> {
+    let settings = sample::SampleSettings {
+        customers: args.customers,
+        seed: args.seed,
+        end: args.end,
+        days: args.days,
+    };
+    let stats = sample::generate(&args.out, &settings)?;
+    println!("{}", serde_json::to_string(&stats).unwrap_or_default());
+    Ok(())
+}

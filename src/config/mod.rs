@@ -1,0 +1,1152 @@
+//! Pipeline configuration, in two phases.
+//!
+//! 1. [`raw`]: the YAML file deserialised into structs that deny unknown keys; a syntax or type
+//!    error stops here with the file, line, column and key path.
+//! 2. [`compile`]: resolves `${ENV}` placeholders, vars, the run date and templates, reads SQL
+//!    files and checks every name, **collecting all problems** instead of stopping at the first.
+//!
+//! The result, [`Pipeline`], is everything a run needs, for one logical date.
+
+pub mod interpolate;
+pub mod raw;
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::parquet::basic::{Compression, GzipLevel, ZstdLevel};
+use sha2::{Digest, Sha256};
+
+use crate::template::TemplateContext;
+use interpolate::interpolate;
+use raw::{RawCompression, RawFormat, RawParquet, RawPipeline};
+
+/// One problem found in a pipeline, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// Dotted path of the setting, e.g. `sources.events.format`.
+    pub key: Option<String>,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": ")?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        write!(f, "{}", self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "\n  hint: {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+/// All problems of one pipeline file.
+#[derive(Debug, Clone)]
+pub struct Diagnostics(pub Vec<Diagnostic>);
+
+impl fmt::Display for Diagnostics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let count = self.0.len();
+        writeln!(
+            f,
+            "{count} problem{} in the pipeline:",
+            if count == 1 { "" } else { "s" }
+        )?;
+        for (i, diagnostic) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "  {diagnostic}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Diagnostics {}
+
+/// The closest candidate to `word`, when one is close enough to be a likely typo.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+    candidates
+        .into_iter()
+        .map(|candidate| (strsim::jaro_winkler(word, candidate), candidate))
+        .filter(|(score, _)| *score > 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, candidate)| candidate.to_string())
+}
+
+/// The logical date of a run and the instants derived from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunDate {
+    pub ds: NaiveDate,
+    pub timezone: Tz,
+    /// The start of the day after `ds` in `timezone`: rows stamped at or after it are ignored.
+    pub as_of: DateTime<Utc>,
+}
+
+impl RunDate {
+    pub fn new(ds: NaiveDate, timezone: Tz) -> Self {
+        let next = ds.succ_opt().unwrap_or(ds);
+        let midnight = next.and_time(NaiveTime::MIN);
+        // A zone whose clocks skip midnight (a DST gap) starts the day at the first valid instant.
+        let as_of = timezone
+            .from_local_datetime(&midnight)
+            .earliest()
+            .or_else(|| {
+                timezone
+                    .from_local_datetime(&(midnight + chrono::Duration::hours(1)))
+                    .earliest()
+            })
+            .map(|local| local.with_timezone(&Utc))
+            .unwrap_or_else(|| Utc.from_utc_datetime(&midnight));
+        Self { ds, timezone, as_of }
+    }
+
+    /// Yesterday in `timezone`: the default `ds`, as schedulers mean it.
+    pub fn yesterday(timezone: Tz) -> Self {
+        let today = Utc::now().with_timezone(&timezone).date_naive();
+        Self::new(today.pred_opt().unwrap_or(today), timezone)
+    }
+
+    pub fn as_of_rfc3339(&self) -> String {
+        self.as_of.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }
+
+    pub fn ds_string(&self) -> String {
+        self.ds.format("%Y-%m-%d").to_string()
+    }
+}
+
+/// Parse `YYYY-MM-DD`.
+pub fn parse_ds(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| format!("`{text}` is not a date of the form YYYY-MM-DD"))
+}
+
+/// A value that must never be printed (credentials).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Resolved S3 settings (`None` fields fall back to the AWS environment variables).
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub virtual_hosted_style: bool,
+    pub allow_http: Option<bool>,
+    pub access_key_id: Option<Secret>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+    pub max_retries: usize,
+    pub retry_timeout: Duration,
+    pub request_timeout: Duration,
+    pub connect_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct EngineSettings {
+    pub target_partitions: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub memory_limit: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Ndjson,
+    Parquet,
+    Lines,
+}
+
+impl Format {
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Ndjson => "ndjson",
+            Format::Parquet => "parquet",
+            Format::Lines => "lines",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct CsvSettings {
+    pub delimiter: u8,
+    pub quote: u8,
+    pub header: bool,
+    pub null_values: Vec<String>,
+}
+
+impl Default for CsvSettings {
+    fn default() -> Self {
+        Self {
+            delimiter: b',',
+            quote: b'"',
+            header: true,
+            null_values: vec![String::new()],
+        }
+    }
+}
+
+/// A column with its Arrow type.
+pub type Column = (String, DataType);
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub location: String,
+    pub format: Format,
+    pub compression: RawCompression,
+    pub schema: Option<Vec<Column>>,
+    pub partitions: Vec<Column>,
+    pub csv: CsvSettings,
+    pub ds_partition: Option<String>,
+    pub allow_empty: bool,
+}
+
+/// Where a step's SQL came from, for error messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SqlOrigin {
+    File(PathBuf),
+    Inline,
+}
+
+impl fmt::Display for SqlOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SqlOrigin::File(path) => write!(f, "{}", path.display()),
+            SqlOrigin::Inline => f.write_str("inline query"),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    /// The SQL after templating.
+    pub sql: String,
+    pub origin: SqlOrigin,
+    pub depends_on: Vec<String>,
+    pub materialize: Option<bool>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParquetSettings {
+    pub compression: Compression,
+    pub row_group_size: usize,
+    pub max_rows_per_file: usize,
+}
+
+impl Default for ParquetSettings {
+    fn default() -> Self {
+        Self {
+            compression: Compression::ZSTD(ZstdLevel::try_new(3).unwrap_or_default()),
+            row_group_size: 1024 * 1024,
+            max_rows_per_file: 10_000_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Mart {
+    pub name: String,
+    pub from: String,
+    pub description: Option<String>,
+    pub parquet: ParquetSettings,
+}
+
+/// A compiled pipeline for one logical date.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    pub file: PathBuf,
+    pub date: RunDate,
+    /// Vars as templates see them.
+    pub vars: BTreeMap<String, minijinja::Value>,
+    /// Vars safe to print: those that took nothing from the environment.
+    pub printable_vars: BTreeMap<String, String>,
+    pub s3: S3Settings,
+    pub engine: EngineSettings,
+    pub sources: Vec<Source>,
+    pub steps: Vec<Step>,
+    pub output_location: String,
+    pub marts: Vec<Mart>,
+    /// SHA-256 of the pipeline file and every SQL file it reads.
+    pub hash: String,
+}
+
+impl Pipeline {
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+/// What the command line adds to a pipeline file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub ds: Option<NaiveDate>,
+    /// `--var key=value`, in order (a later one wins).
+    pub vars: Vec<(String, String)>,
+    pub memory_limit: Option<u64>,
+}
+
+/// Read, parse and compile a pipeline file.
+pub fn load(path: &Path, overrides: &Overrides) -> Result<Pipeline, Diagnostics> {
+    let text = std::fs::read_to_string(path).map_err(|err| {
+        Diagnostics(vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: None,
+            column: None,
+            key: None,
+            message: format!("cannot read the pipeline file: {err}"),
+            hint: None,
+        }])
+    })?;
+    let raw = parse(path, &text)?;
+    compile(path, &text, raw, overrides, &|name| std::env::var(name).ok())
+}
+
+/// Phase one: YAML into [`RawPipeline`].
+pub fn parse(path: &Path, text: &str) -> Result<RawPipeline, Diagnostics> {
+    serde_yaml::from_str(text).map_err(|err| Diagnostics(vec![yaml_diagnostic(path, &err)]))
+}
+
+fn yaml_diagnostic(path: &Path, err: &serde_yaml::Error) -> Diagnostic {
+    let full = err.to_string();
+    // serde_yaml renders "<key path>: <message> at line L column C"; we show the location first.
+    let without_location = match full.rfind(" at line ") {
+        Some(index) => &full[..index],
+        None => full.as_str(),
+    };
+    let (key, message) = match without_location.split_once(": ") {
+        Some((key, message)) if !key.contains(' ') => (Some(key.to_string()), message.to_string()),
+        _ => (None, without_location.to_string()),
+    };
+    let hint = unknown_field_hint(&message);
+    Diagnostic {
+        file: path.to_path_buf(),
+        line: err.location().map(|l| l.line()),
+        column: err.location().map(|l| l.column()),
+        key,
+        message,
+        hint,
+    }
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`", suggest the closest expected key.
+fn unknown_field_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, expected) = rest.split_once('`')?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    did_you_mean(field, candidates.iter().copied()).map(|close| format!("did you mean `{close}`?"))
+}
+
+/// Best-effort position of a setting in the file: each needle is searched after the previous one.
+struct Locator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Locator<'_> {
+    fn position(&self, needles: &[&str]) -> (Option<usize>, Option<usize>) {
+        let mut offset = 0;
+        let mut found = None;
+        for needle in needles {
+            match self.text[offset..].find(needle) {
+                Some(index) => {
+                    found = Some(offset + index);
+                    offset += index + needle.len();
+                }
+                None => break,
+            }
+        }
+        match found {
+            Some(index) => {
+                let before = &self.text[..index];
+                let line = before.matches('\n').count() + 1;
+                let column = index - before.rfind('\n').map_or(0, |nl| nl + 1) + 1;
+                (Some(line), Some(column))
+            }
+            None => (None, None),
+        }
+    }
+
+    fn diagnostic(&self, needles: &[&str], key: impl Into<String>, message: impl Into<String>) -> Diagnostic {
+        let (line, column) = self.position(needles);
+        Diagnostic {
+            file: self.path.to_path_buf(),
+            line,
+            column,
+            key: Some(key.into()),
+            message: message.into(),
+            hint: None,
+        }
+    }
+}
+
+/// Collects problems while compiling.
+struct Compiler<'a> {
+    locator: Locator<'a>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<Diagnostic>,
+}
+
+impl Compiler<'_> {
+    fn report(&mut self, needles: &[&str], key: impl Into<String>, message: impl Into<String>) {
+        let diagnostic = self.locator.diagnostic(needles, key, message);
+        self.problems.push(diagnostic);
+    }
+
+    fn report_with_hint(&mut self, needles: &[&str], key: String, message: String, hint: Option<String>) {
+        let mut diagnostic = self.locator.diagnostic(needles, key, message);
+        diagnostic.hint = hint;
+        self.problems.push(diagnostic);
+    }
+
+    /// Interpolate `${ENV}` in one setting, reporting failures where the placeholder is written.
+    fn env_value(&mut self, key: &str, value: &str) -> Option<interpolate::Interpolated> {
+        match interpolate(value, self.env) {
+            Ok(done) => Some(done),
+            Err(err) => {
+                let needle = err.placeholder.clone();
+                self.report(&[needle.as_str()], key, err.message);
+                None
+            }
+        }
+    }
+
+    /// Interpolate and then template a location-like setting.
+    fn templated(&mut self, key: &str, needles: &[&str], value: &str, ctx: &TemplateContext) -> Option<String> {
+        let interpolated = self.env_value(key, value)?;
+        match ctx.render(key, &interpolated.value) {
+            Ok(rendered) => Some(rendered),
+            Err(message) => {
+                self.report(needles, key, message);
+                None
+            }
+        }
+    }
+
+    fn duration(&mut self, key: &str, value: Option<&str>, default: Duration) -> Duration {
+        let Some(value) = value else { return default };
+        let Some(value) = self.env_value(key, value) else {
+            return default;
+        };
+        parse_duration(&value.value).unwrap_or_else(|message| {
+            self.report(&[key.rsplit('.').next().unwrap_or(key)], key, message);
+            default
+        })
+    }
+
+    fn secret_from_env(&mut self, key: &str, env_name: Option<&str>) -> Option<Secret> {
+        let name = env_name?;
+        match (self.env)(name) {
+            Some(value) => Some(Secret(value)),
+            None => {
+                self.report(&[name], key, format!("environment variable `{name}` is not set"));
+                None
+            }
+        }
+    }
+}
+
+/// Identifiers DataFusion will not fold or quote: lower-case letters, digits and `_`.
+fn is_plain_identifier(name: &str) -> bool {
+    name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// Phase two: resolve and check everything for one run date.
+pub fn compile(
+    path: &Path,
+    text: &str,
+    raw: RawPipeline,
+    overrides: &Overrides,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Pipeline, Diagnostics> {
+    let mut c = Compiler {
+        locator: Locator { path, text },
+        env,
+        problems: Vec::new(),
+    };
+
+    let timezone = match raw.timezone.as_deref() {
+        None => Tz::UTC,
+        Some(name) => name.parse::<Tz>().unwrap_or_else(|_| {
+            c.report(
+                &["timezone:"],
+                "timezone",
+                format!("`{name}` is not an IANA time zone (e.g. `Europe/Berlin`)"),
+            );
+            Tz::UTC
+        }),
+    };
+    let date = match overrides.ds {
+        Some(ds) => RunDate::new(ds, timezone),
+        None => RunDate::yesterday(timezone),
+    };
+
+    // Vars: defaults, then command-line overrides.
+    let mut vars = BTreeMap::new();
+    let mut printable_vars = BTreeMap::new();
+    for (name, value) in &raw.vars {
+        let key = format!("vars.{name}");
+        if TemplateContext::RESERVED.contains(&name.as_str()) {
+            c.report(
+                &["vars:", &format!("{name}:")],
+                key,
+                format!("`{name}` is reserved for the run; choose another name"),
+            );
+            continue;
+        }
+        let Some(scalar) = yaml_scalar_text(value) else {
+            c.report(
+                &["vars:", &format!("{name}:")],
+                key,
+                "a var's default must be a string, number or boolean",
+            );
+            continue;
+        };
+        let Some(resolved) = c.env_value(&key, &scalar) else {
+            continue;
+        };
+        if !resolved.from_env {
+            printable_vars.insert(name.clone(), resolved.value.clone());
+        }
+        vars.insert(name.clone(), typed_var(value, &resolved.value));
+    }
+    for (name, value) in &overrides.vars {
+        if !vars.contains_key(name) && !raw.vars.contains_key(name) {
+            let hint =
+                did_you_mean(name, raw.vars.keys().map(String::as_str)).map(|close| format!("did you mean `{close}`?"));
+            c.problems.push(Diagnostic {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                key: Some(format!("--var {name}")),
+                message: format!("the pipeline declares no var `{name}`"),
+                hint,
+            });
+            continue;
+        }
+        printable_vars.insert(name.clone(), value.clone());
+        let declared = raw.vars.get(name).unwrap_or(&serde_yaml::Value::Null);
+        vars.insert(name.clone(), typed_var(declared, value));
+    }
+    let ctx = TemplateContext::new(&date, &vars);
+
+    let s3 = compile_s3(&mut c, raw.storage.and_then(|s| s.s3));
+
+    let engine = match raw.engine {
+        None => EngineSettings {
+            memory_limit: overrides.memory_limit,
+            ..Default::default()
+        },
+        Some(engine) => {
+            let memory_limit = match (overrides.memory_limit, engine.memory_limit.as_deref()) {
+                (Some(limit), _) => Some(limit),
+                (None, Some(text)) => parse_bytes(text).map_or_else(
+                    |message| {
+                        c.report(&["engine:", "memory_limit:"], "engine.memory_limit", message);
+                        None
+                    },
+                    Some,
+                ),
+                (None, None) => None,
+            };
+            for (key, value) in [
+                ("target_partitions", engine.target_partitions),
+                ("batch_size", engine.batch_size),
+            ] {
+                if value == Some(0) {
+                    c.report(
+                        &["engine:", &format!("{key}:")],
+                        format!("engine.{key}"),
+                        "must be at least 1",
+                    );
+                }
+            }
+            EngineSettings {
+                target_partitions: engine.target_partitions,
+                batch_size: engine.batch_size,
+                memory_limit,
+            }
+        }
+    };
+
+    let mut table_names: HashSet<String> = HashSet::new();
+    let mut sources = Vec::new();
+    for (name, source) in raw.sources {
+        let key = format!("sources.{name}");
+        let needle = format!("{name}:");
+        if !is_plain_identifier(&name) {
+            c.report(
+                &["sources:", &needle],
+                key.clone(),
+                "a source name is lower-case letters, digits and `_`, so SQL can name it unquoted",
+            );
+        }
+        table_names.insert(name.clone());
+        let location = c.templated(
+            &format!("{key}.location"),
+            &["sources:", &needle, "location:"],
+            &source.location,
+            &ctx,
+        );
+        let ds_partition = source.ds_partition.as_deref().and_then(|p| {
+            c.templated(
+                &format!("{key}.ds_partition"),
+                &["sources:", &needle, "ds_partition:"],
+                p,
+                &ctx,
+            )
+        });
+        if source.format == RawFormat::Lines && source.schema.is_some() {
+            c.report(
+                &["sources:", &needle, "schema:"],
+                format!("{key}.schema"),
+                "a `lines` source has one column, `line`: it takes no schema",
+            );
+        }
+        let schema = source.schema.map(|columns| {
+            columns
+                .into_iter()
+                .filter_map(|(column, ty)| match parse_type(&ty) {
+                    Ok(data_type) => Some((column, data_type)),
+                    Err(message) => {
+                        c.report(
+                            &["sources:", &needle, "schema:", &format!("{column}:")],
+                            format!("{key}.schema.{column}"),
+                            message,
+                        );
+                        None
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        let partitions = source
+            .partitions
+            .into_iter()
+            .filter_map(|(column, ty)| match parse_type(&ty) {
+                Ok(data_type) => Some((column, data_type)),
+                Err(message) => {
+                    c.report(
+                        &["sources:", &needle, "partitions:", &format!("{column}:")],
+                        format!("{key}.partitions.{column}"),
+                        message,
+                    );
+                    None
+                }
+            })
+            .collect();
+        let csv = compile_csv(&mut c, &key, &needle, source.format, source.csv);
+        sources.push(Source {
+            name,
+            location: location.unwrap_or_default(),
+            format: match source.format {
+                RawFormat::Csv => Format::Csv,
+                RawFormat::Ndjson => Format::Ndjson,
+                RawFormat::Parquet => Format::Parquet,
+                RawFormat::Lines => Format::Lines,
+            },
+            compression: source.compression,
+            schema: if source.format == RawFormat::Lines {
+                Some(vec![("line".to_string(), DataType::Utf8)])
+            } else {
+                schema
+            },
+            partitions,
+            csv,
+            ds_partition,
+            allow_empty: source.allow_empty,
+        });
+    }
+
+    let sql_dir = {
+        let base = path.parent().unwrap_or(Path::new("."));
+        normalize(&base.join(raw.sql_dir.as_deref().unwrap_or("../sql")))
+    };
+    let mut hasher = Sha256::new();
+    hasher.update(text.as_bytes());
+    let mut steps = Vec::new();
+    for step in raw.steps {
+        let key = format!("steps.{}", step.name);
+        let needle = format!("name: {}", step.name);
+        if !is_plain_identifier(&step.name) {
+            c.report(
+                &["steps:", &needle],
+                key.clone(),
+                "a step name is lower-case letters, digits and `_`, so SQL can name it unquoted",
+            );
+        }
+        if !table_names.insert(step.name.clone()) {
+            c.report(
+                &["steps:", &needle],
+                key.clone(),
+                format!("`{}` is already the name of a source or an earlier step", step.name),
+            );
+        }
+        let (source_text, origin) = match (&step.sql, &step.query) {
+            (Some(file), None) => {
+                let file_path = sql_dir.join(file);
+                match std::fs::read_to_string(&file_path) {
+                    Ok(sql) => (Some(sql), SqlOrigin::File(file_path)),
+                    Err(err) => {
+                        c.report_with_hint(
+                            &["steps:", &needle, "sql:"],
+                            format!("{key}.sql"),
+                            format!("cannot read SQL file {}: {err}", file_path.display()),
+                            Some(format!("`sql` names a file under the sql_dir ({})", sql_dir.display())),
+                        );
+                        (None, SqlOrigin::File(file_path))
+                    }
+                }
+            }
+            (None, Some(query)) => (Some(query.clone()), SqlOrigin::Inline),
+            _ => {
+                c.report(
+                    &["steps:", &needle],
+                    key.clone(),
+                    "a step needs exactly one of `sql` (a file) or `query` (inline SQL)",
+                );
+                (None, SqlOrigin::Inline)
+            }
+        };
+        let sql = source_text.and_then(|source_text| {
+            hasher.update(source_text.as_bytes());
+            match ctx.render(&origin.to_string(), &source_text) {
+                Ok(sql) => Some(sql),
+                Err(message) => {
+                    c.report(
+                        &["steps:", &needle],
+                        key.clone(),
+                        format!("templating {origin}: {message}"),
+                    );
+                    None
+                }
+            }
+        });
+        steps.push(Step {
+            name: step.name,
+            sql: sql.unwrap_or_default(),
+            origin,
+            depends_on: step.depends_on,
+            materialize: step.materialize,
+            description: step.description,
+        });
+    }
+    for step in &steps {
+        for dependency in &step.depends_on {
+            if !table_names.contains(dependency) {
+                let hint = did_you_mean(dependency, table_names.iter().map(String::as_str))
+                    .map(|close| format!("did you mean `{close}`?"));
+                c.report_with_hint(
+                    &["steps:", &format!("name: {}", step.name), "depends_on:"],
+                    format!("steps.{}.depends_on", step.name),
+                    format!(
+                        "step `{}` depends on `{dependency}`, which is neither a source nor a step",
+                        step.name
+                    ),
+                    hint,
+                );
+            }
+        }
+    }
+
+    let output_location = c
+        .templated("output.location", &["output:", "location:"], &raw.output.location, &ctx)
+        .unwrap_or_default();
+    let default_parquet = compile_parquet(
+        &mut c,
+        "output.parquet",
+        &["output:", "parquet:"],
+        raw.output.parquet.as_ref(),
+        &ParquetSettings::default(),
+    );
+    let step_names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
+    let mut marts = Vec::new();
+    for (name, mart) in raw.marts {
+        let mart = mart.unwrap_or_default();
+        let key = format!("marts.{name}");
+        let needle = format!("{name}:");
+        if !is_plain_identifier(&name) || name.starts_with('_') {
+            c.report(
+                &["marts:", &needle],
+                key.clone(),
+                "a mart name is lower-case letters, digits and `_`, not starting with `_`",
+            );
+        }
+        let from = mart.from.clone().unwrap_or_else(|| name.clone());
+        if !step_names.contains(&from.as_str()) {
+            let hint = did_you_mean(&from, step_names.iter().copied()).map(|close| format!("did you mean `{close}`?"));
+            let what = if mart.from.is_some() {
+                "its `from`"
+            } else {
+                "its name (no `from` given)"
+            };
+            c.report_with_hint(
+                &["marts:", &needle],
+                key.clone(),
+                format!("mart `{name}` reads step `{from}` ({what}), but there is no such step"),
+                hint,
+            );
+        }
+        let parquet = compile_parquet(
+            &mut c,
+            &format!("{key}.parquet"),
+            &["marts:", &needle, "parquet:"],
+            mart.parquet.as_ref(),
+            &default_parquet,
+        );
+        marts.push(Mart {
+            name,
+            from,
+            description: mart.description,
+            parquet,
+        });
+    }
+    if marts.is_empty() {
+        c.report(&["marts:"], "marts", "the pipeline publishes no mart");
+    }
+
+    if !c.problems.is_empty() {
+        return Err(Diagnostics(c.problems));
+    }
+    let hash = hasher.finalize().iter().fold(String::from("sha256:"), |mut out, byte| {
+        out.push_str(&format!("{byte:02x}"));
+        out
+    });
+    Ok(Pipeline {
+        name: raw.name,
+        description: raw.description,
+        file: path.to_path_buf(),
+        date,
+        vars,
+        printable_vars,
+        s3,
+        engine,
+        sources,
+        steps,
+        output_location,
+        marts,
+        hash,
+    })
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        Self {
+            endpoint: None,
+            region: None,
+            virtual_hosted_style: false,
+            allow_http: None,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            max_retries: 5,
+            retry_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+fn compile_s3(c: &mut Compiler<'_>, raw: Option<raw::RawS3>) -> S3Settings {
+    let Some(raw) = raw else { return S3Settings::default() };
+    let mut text = |key: &str, value: Option<String>| -> Option<String> {
+        let value = value?;
+        let done = c.env_value(key, &value)?;
+        (!done.value.is_empty()).then_some(done.value)
+    };
+    let endpoint = text("storage.s3.endpoint", raw.endpoint);
+    let region = text("storage.s3.region", raw.region);
+    let access_key_id = c.secret_from_env("storage.s3.access_key_id_env", raw.access_key_id_env.as_deref());
+    let secret_access_key = c.secret_from_env("storage.s3.secret_access_key_env", raw.secret_access_key_env.as_deref());
+    let session_token = c.secret_from_env("storage.s3.session_token_env", raw.session_token_env.as_deref());
+    S3Settings {
+        endpoint,
+        region,
+        virtual_hosted_style: raw.virtual_hosted_style.unwrap_or(false),
+        allow_http: raw.allow_http,
+        access_key_id,
+        secret_access_key,
+        session_token,
+        max_retries: raw.max_retries.unwrap_or(5),
+        retry_timeout: c.duration(
+            "storage.s3.retry_timeout",
+            raw.retry_timeout.as_deref(),
+            Duration::from_secs(60),
+        ),
+        request_timeout: c.duration(
+            "storage.s3.request_timeout",
+            raw.request_timeout.as_deref(),
+            Duration::from_secs(30),
+        ),
+        connect_timeout: c.duration(
+            "storage.s3.connect_timeout",
+            raw.connect_timeout.as_deref(),
+            Duration::from_secs(5),
+        ),
+    }
+}
+
+fn compile_csv(
+    c: &mut Compiler<'_>,
+    key: &str,
+    needle: &str,
+    format: RawFormat,
+    raw: Option<raw::RawCsv>,
+) -> CsvSettings {
+    let mut settings = CsvSettings::default();
+    let Some(raw) = raw else { return settings };
+    if format != RawFormat::Csv {
+        c.report(
+            &["sources:", needle, "csv:"],
+            format!("{key}.csv"),
+            "`csv` options apply only to `format: csv`",
+        );
+    }
+    let mut one_byte = |name: &str, value: Option<String>, default: u8| -> u8 {
+        match value {
+            None => default,
+            Some(text) if text.len() == 1 && text.is_ascii() => text.as_bytes()[0],
+            Some(text) if text == "\\t" => b'\t',
+            Some(text) => {
+                c.report(
+                    &["sources:", needle, "csv:", &format!("{name}:")],
+                    format!("{key}.csv.{name}"),
+                    format!("`{text}` is not one ASCII character"),
+                );
+                default
+            }
+        }
+    };
+    settings.delimiter = one_byte("delimiter", raw.delimiter, b',');
+    settings.quote = one_byte("quote", raw.quote, b'"');
+    settings.header = raw.header.unwrap_or(true);
+    if let Some(nulls) = raw.null_values {
+        settings.null_values = nulls;
+    }
+    settings
+}
+
+fn compile_parquet(
+    c: &mut Compiler<'_>,
+    key: &str,
+    needles: &[&str],
+    raw: Option<&RawParquet>,
+    base: &ParquetSettings,
+) -> ParquetSettings {
+    let mut settings = base.clone();
+    let Some(raw) = raw else { return settings };
+    if let Some(text) = &raw.compression {
+        match parse_compression(text) {
+            Ok(compression) => settings.compression = compression,
+            Err(message) => c.report(needles, format!("{key}.compression"), message),
+        }
+    }
+    for (name, value, target) in [
+        ("row_group_size", raw.row_group_size, &mut settings.row_group_size),
+        (
+            "max_rows_per_file",
+            raw.max_rows_per_file,
+            &mut settings.max_rows_per_file,
+        ),
+    ] {
+        match value {
+            Some(0) => c.report(needles, format!("{key}.{name}"), "must be at least 1"),
+            Some(n) => *target = n,
+            None => {}
+        }
+    }
+    settings
+}
+
+/// `pipelines/../sql` → `sql`, so messages show the paths people wrote.
+fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir if matches!(out.components().next_back(), Some(Component::Normal(_))) => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    if out.as_os_str().is_empty() {
+        PathBuf::from(".")
+    } else {
+        out
+    }
+}
+
+/// `zstd`, `zstd(5)`, `snappy`, `gzip(6)`, `lz4`, `none`.
+pub fn parse_compression(text: &str) -> Result<Compression, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (codec, level) = match lower.split_once('(') {
+        Some((codec, rest)) => {
+            let level = rest.strip_suffix(')').and_then(|l| l.trim().parse::<i32>().ok());
+            match level {
+                Some(level) => (codec.trim().to_string(), Some(level)),
+                None => return Err(format!("`{text}`: expected a level like `zstd(3)`")),
+            }
+        }
+        None => (lower.clone(), None),
+    };
+    let bad_level = |err: datafusion::parquet::errors::ParquetError| format!("`{text}`: {err}");
+    match (codec.as_str(), level) {
+        ("zstd", level) => Ok(Compression::ZSTD(
+            ZstdLevel::try_new(level.unwrap_or(3)).map_err(bad_level)?,
+        )),
+        ("gzip", level) => {
+            let level = u32::try_from(level.unwrap_or(6)).map_err(|_| format!("`{text}`: a gzip level is 0 to 9"))?;
+            Ok(Compression::GZIP(GzipLevel::try_new(level).map_err(bad_level)?))
+        }
+        ("snappy", None) => Ok(Compression::SNAPPY),
+        ("lz4", None) => Ok(Compression::LZ4_RAW),
+        ("none" | "uncompressed", None) => Ok(Compression::UNCOMPRESSED),
+        _ => Err(format!(
+            "`{text}` is not a Parquet compression: use zstd, zstd(level), snappy, gzip(level), lz4 or none"
+        )),
+    }
+}
+
+/// A declared column type.
+pub fn parse_type(text: &str) -> Result<DataType, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let data_type = match lower.as_str() {
+        "string" | "text" | "varchar" => DataType::Utf8,
+        "int" | "integer" | "bigint" | "long" => DataType::Int64,
+        "float" | "double" => DataType::Float64,
+        "bool" | "boolean" => DataType::Boolean,
+        "date" => DataType::Date32,
+        "timestamp" => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        other => {
+            let inner = other.strip_prefix("decimal(").and_then(|rest| rest.strip_suffix(')'));
+            let parsed = inner.and_then(|inner| {
+                let (precision, scale) = inner.split_once(',')?;
+                Some((precision.trim().parse::<u8>().ok()?, scale.trim().parse::<i8>().ok()?))
+            });
+            match parsed {
+                Some((precision, scale))
+                    if (1..=38).contains(&precision) && scale >= 0 && (scale as u8) <= precision =>
+                {
+                    DataType::Decimal128(precision, scale)
+                }
+                _ => {
+                    return Err(format!(
+                        "`{text}` is not a column type: use string, int, float, decimal(p,s), bool, date or timestamp"
+                    ));
+                }
+            }
+        }
+    };
+    Ok(data_type)
+}
+
+/// `30s`, `500ms`, `5m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like `30s`"))?;
+    let seconds = match unit.trim() {
+        "ms" => number / 1000.0,
+        "s" | "" => number,
+        "m" | "min" => number * 60.0,
+        "h" => number * 3600.0,
+        _ => return Err(format!("`{text}` is not a duration: use ms, s, m or h")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+/// `4GiB`, `512MiB`, `2GB`, `1048576`.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let trimmed = text.trim();
+    let split = trimmed
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(trimmed.len());
+    let (number, unit) = trimmed.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size like `4GiB`"))?;
+    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "kb" => 1e3,
+        "kib" | "k" => 1024.0,
+        "mb" => 1e6,
+        "mib" | "m" => 1024.0 * 1024.0,
+        "gb" => 1e9,
+        "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("`{text}` is not a size: use B, KiB, MiB, GiB (or KB, MB, GB)")),
+    };
+    Ok((number * factor) as u64)
+}
+
+fn yaml_scalar_text(value: &serde_yaml::Value) -> Option<String> {
+    match value {
+        serde_yaml::Value::String(s) => Some(s.clone()),
+        serde_yaml::Value::Number(n) => Some(n.to_string()),
+        serde_yaml::Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Keep a var the type its default was declared with, so templates can compare numbers.
+fn typed_var(declared: &serde_yaml::Value, resolved: &str) -> minijinja::Value {
+    match declared {
+        serde_yaml::Value::Number(_) => match (resolved.parse::<i64>(), resolved.parse::<f64>()) {
+            (Ok(int), _) => int.into(),
+            (_, Ok(float)) => float.into(),
+            _ => resolved.into(),
+        },
+        serde_yaml::Value::Bool(_) => resolved.parse::<bool>().map_or_else(|_| resolved.into(), Into::into),
+        _ => resolved.into(),
+    }
+}

@@ -1,0 +1,226 @@
+//! The pipeline file as written: serde structs that mirror the YAML one to one.
+//!
+//! Every struct denies unknown fields, so a typo is an error with a line and column rather than a
+//! silently ignored setting. Nothing here is resolved yet: strings may still hold `${ENV}`
+//! placeholders and `{{ var }}` templates; [`super::compile`] turns this into a [`super::Pipeline`].
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+
+/// A whole pipeline file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPipeline {
+    /// Pipeline name: used in logs, run results and report subjects.
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Reporting time zone (IANA name); days, weeks and months are taken in it. Default `UTC`.
+    #[serde(default)]
+    pub timezone: Option<String>,
+    /// Variables with their defaults; `--var key=value` overrides them.
+    #[serde(default)]
+    pub vars: IndexMap<String, serde_yaml::Value>,
+    /// Folder of the SQL files named by steps, relative to the pipeline file. Default `../sql`.
+    #[serde(default)]
+    pub sql_dir: Option<String>,
+    #[serde(default)]
+    pub storage: Option<RawStorage>,
+    #[serde(default)]
+    pub engine: Option<RawEngine>,
+    pub sources: IndexMap<String, RawSource>,
+    #[serde(default)]
+    pub steps: Vec<RawStep>,
+    pub output: RawOutput,
+    /// Mart name → settings (`{}` or nothing for the defaults).
+    #[serde(default)]
+    pub marts: IndexMap<String, Option<RawMart>>,
+}
+
+/// How to reach object stores.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStorage {
+    #[serde(default)]
+    pub s3: Option<RawS3>,
+}
+
+/// Settings for every `s3://` location of the pipeline. Unset fields fall back to the standard
+/// AWS environment variables (`AWS_ENDPOINT`, `AWS_REGION`, `AWS_ACCESS_KEY_ID`, ...).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawS3 {
+    #[serde(default)]
+    pub endpoint: Option<String>,
+    #[serde(default)]
+    pub region: Option<String>,
+    /// `true` for `https://bucket.host/key`; the default is path style (`https://host/bucket/key`),
+    /// which every S3-compatible server understands.
+    #[serde(default)]
+    pub virtual_hosted_style: Option<bool>,
+    /// Allow plain `http://` endpoints (a local test server).
+    #[serde(default)]
+    pub allow_http: Option<bool>,
+    /// Names of environment variables holding the credentials, when they are not the standard ones.
+    #[serde(default)]
+    pub access_key_id_env: Option<String>,
+    #[serde(default)]
+    pub secret_access_key_env: Option<String>,
+    #[serde(default)]
+    pub session_token_env: Option<String>,
+    /// Retries of a failed request (with exponential backoff). Default 5.
+    #[serde(default)]
+    pub max_retries: Option<usize>,
+    /// Give up retrying a request after this long, e.g. `"60s"`. Default `"60s"`.
+    #[serde(default)]
+    pub retry_timeout: Option<String>,
+    /// Timeout of one HTTP request, e.g. `"30s"`. Default `"30s"`.
+    #[serde(default)]
+    pub request_timeout: Option<String>,
+    /// Timeout of connecting to the endpoint. Default `"5s"`.
+    #[serde(default)]
+    pub connect_timeout: Option<String>,
+}
+
+/// Execution settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEngine {
+    /// Parallelism of query execution. Default: the number of cores.
+    #[serde(default)]
+    pub target_partitions: Option<usize>,
+    /// Rows per record batch. Default 8192.
+    #[serde(default)]
+    pub batch_size: Option<usize>,
+    /// Memory pool size with spilling to disk, e.g. `"4GiB"`. Default: unbounded.
+    #[serde(default)]
+    pub memory_limit: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RawFormat {
+    Csv,
+    Ndjson,
+    Parquet,
+    /// One row per line, in a single string column `line`: for inputs whose rows may be malformed,
+    /// so SQL can parse them and quarantine what does not parse instead of failing the read.
+    Lines,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RawCompression {
+    /// Decide per file from its extension (`.gz`, `.zst`, `.bz2`, `.xz`).
+    #[default]
+    Auto,
+    None,
+    Gzip,
+    Zstd,
+    Bzip2,
+    Xz,
+}
+
+/// One input: a location, a format and optionally a declared schema.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSource {
+    /// A local path, `file://` URL or `s3://bucket/prefix/`; a trailing `/` means a folder, and
+    /// globs (`*`, `?`, `[..]`) are allowed. Templated with the pipeline vars and `ds`.
+    pub location: String,
+    pub format: RawFormat,
+    #[serde(default)]
+    pub compression: RawCompression,
+    /// Column name → type (`string`, `int`, `float`, `decimal(p,s)`, `bool`, `date`, `timestamp`).
+    /// Without it the schema is inferred from the files.
+    #[serde(default)]
+    pub schema: Option<IndexMap<String, String>>,
+    /// Hive partition columns (`dt=2026-10-31/` folders): name → type.
+    #[serde(default)]
+    pub partitions: IndexMap<String, String>,
+    #[serde(default)]
+    pub csv: Option<RawCsv>,
+    /// Sub-path of `location` holding this `ds`'s input, e.g. `dt={{ ds }}/`. When it holds no
+    /// file, the run has nothing to do and exits 99.
+    #[serde(default)]
+    pub ds_partition: Option<String>,
+    /// Accept a location with no files (an empty table). Default false: no files is an error.
+    #[serde(default)]
+    pub allow_empty: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCsv {
+    /// One character. Default `,`.
+    #[serde(default)]
+    pub delimiter: Option<String>,
+    /// Default true.
+    #[serde(default)]
+    pub header: Option<bool>,
+    /// Values read as NULL. Default: the empty string.
+    #[serde(default)]
+    pub null_values: Option<Vec<String>>,
+    /// One character. Default `"`.
+    #[serde(default)]
+    pub quote: Option<String>,
+}
+
+/// One SQL step; its result is a table named `name` that later steps and marts read.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStep {
+    pub name: String,
+    /// A file under `sql_dir`.
+    #[serde(default)]
+    pub sql: Option<String>,
+    /// Inline SQL, instead of `sql`.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Tables this step needs beyond those its SQL names (which are found automatically).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Compute once and keep in memory (for a step many others read); otherwise it is a view.
+    #[serde(default)]
+    pub materialize: Option<bool>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Where marts and run results land.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    /// Root folder or URI: mart `M` of run `ds` lands in `<location>/M/ds=<ds>/`, run results in
+    /// `<location>/_runs/ds=<ds>/run_results.json`.
+    pub location: String,
+    #[serde(default)]
+    pub parquet: Option<RawParquet>,
+}
+
+#[derive(Debug, Default, Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct RawParquet {
+    /// `zstd`, `zstd(level)`, `snappy`, `gzip(level)`, `lz4`, `none`. Default `zstd(3)`.
+    #[serde(default)]
+    pub compression: Option<String>,
+    /// Rows per row group. Default 1,048,576.
+    #[serde(default)]
+    pub row_group_size: Option<usize>,
+    /// Start a new file after this many rows. Default 10,000,000.
+    #[serde(default)]
+    pub max_rows_per_file: Option<usize>,
+}
+
+/// A published table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMart {
+    /// The step that feeds it. Default: the step with the mart's name.
+    #[serde(default)]
+    pub from: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub parquet: Option<RawParquet>,
+}

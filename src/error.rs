@@ -1,0 +1,242 @@
+//! The crate's error type and the exit codes schedulers see.
+//!
+//! Each failure carries what it was doing (which source, step or mart) and is sorted into one
+//! exit code: storage that is down or throttling is "temporary, safe to retry" (75); credentials
+//! that are refused or a bad setting is a configuration error (2); anything else a run failure (1).
+
+use std::path::PathBuf;
+
+use datafusion::error::DataFusionError;
+
+use crate::config::{Diagnostics, SqlOrigin};
+
+/// Exit codes of the `lifemap` binary (documented in `--help` and the README).
+pub mod exit {
+    pub const SUCCESS: i32 = 0;
+    pub const RUN_FAILED: i32 = 1;
+    pub const CONFIG: i32 = 2;
+    pub const DATA_QUALITY: i32 = 3;
+    pub const TEMPORARY: i32 = 75;
+    pub const NOTHING_TO_DO: i32 = 99;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Problems found in a pipeline file, all of them.
+    #[error("{0}")]
+    Invalid(#[from] Diagnostics),
+
+    /// A bad command line or setting found outside the pipeline file.
+    #[error("{0}")]
+    Usage(String),
+
+    /// A setting that is well-formed but unusable (e.g. missing credentials).
+    #[error("{0}")]
+    Config(String),
+
+    #[error("source `{name}` ({location}): {message}")]
+    Source {
+        name: String,
+        location: String,
+        message: String,
+    },
+
+    #[error("source `{name}` ({location}): {source}")]
+    SourceQuery {
+        name: String,
+        location: String,
+        #[source]
+        source: DataFusionError,
+    },
+
+    #[error("step `{step}` ({origin}): {source}")]
+    Step {
+        step: String,
+        origin: SqlOrigin,
+        #[source]
+        source: DataFusionError,
+    },
+
+    #[error("mart `{mart}`: {source}")]
+    Mart {
+        mart: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+
+    #[error("{context}: {source}")]
+    Storage {
+        context: String,
+        #[source]
+        source: object_store::Error,
+    },
+
+    #[error("{context}: {source}")]
+    Engine {
+        context: String,
+        #[source]
+        source: DataFusionError,
+    },
+
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// No input for this `ds`: the scheduler can mark the task skipped.
+    #[error("nothing to do: {0}")]
+    NothingToDo(String),
+
+    /// Error-level data-quality failures; nothing was published.
+    #[error("data-quality checks failed: {0}")]
+    Quality(String),
+}
+
+/// What kind of failure an error chain ends in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Network, timeouts, throttling, 5xx: retrying later may succeed.
+    Temporary,
+    /// Credentials refused.
+    Auth,
+    NotFound,
+    Other,
+}
+
+impl Error {
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Invalid(_) | Error::Usage(_) | Error::Config(_) => exit::CONFIG,
+            Error::NothingToDo(_) => exit::NOTHING_TO_DO,
+            Error::Quality(_) => exit::DATA_QUALITY,
+            Error::Source { .. } => exit::RUN_FAILED,
+            _ => match classify(self) {
+                FailureKind::Temporary => exit::TEMPORARY,
+                FailureKind::Auth => exit::CONFIG,
+                FailureKind::NotFound | FailureKind::Other => exit::RUN_FAILED,
+            },
+        }
+    }
+
+    /// A suggestion printed under the message, when there is one.
+    pub fn hint(&self) -> Option<&'static str> {
+        match (self, classify(self)) {
+            (Error::Invalid(_), _) => Some("run `lifemap validate PIPELINE` to list every problem"),
+            (_, FailureKind::Temporary) => Some("the storage or network looks unavailable; the run is safe to retry"),
+            (_, FailureKind::Auth) => {
+                Some("check the S3 credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or storage.s3.*_env)")
+            }
+            _ => None,
+        }
+    }
+}
+
+/// Walk an error's causes and sort it into a [`FailureKind`].
+pub fn classify(err: &(dyn std::error::Error + 'static)) -> FailureKind {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    let mut text = String::new();
+    while let Some(link) = current {
+        if let Some(store_error) = link.downcast_ref::<object_store::Error>() {
+            match store_error {
+                object_store::Error::NotFound { .. } => return FailureKind::NotFound,
+                object_store::Error::PermissionDenied { .. } | object_store::Error::Unauthenticated { .. } => {
+                    return FailureKind::Auth;
+                }
+                _ => {}
+            }
+        }
+        if let Some(http) = link.downcast_ref::<object_store::client::HttpError>() {
+            use object_store::client::HttpErrorKind;
+            if matches!(
+                http.kind(),
+                HttpErrorKind::Connect | HttpErrorKind::Timeout | HttpErrorKind::Interrupted | HttpErrorKind::Request
+            ) {
+                return FailureKind::Temporary;
+            }
+        }
+        if let Some(io) = link.downcast_ref::<std::io::Error>() {
+            use std::io::ErrorKind;
+            if matches!(
+                io.kind(),
+                ErrorKind::ConnectionRefused
+                    | ErrorKind::ConnectionReset
+                    | ErrorKind::ConnectionAborted
+                    | ErrorKind::TimedOut
+                    | ErrorKind::BrokenPipe
+                    | ErrorKind::NotConnected
+            ) {
+                return FailureKind::Temporary;
+            }
+        }
+        text.push_str(&link.to_string());
+        text.push('\n');
+        current = link.source();
+    }
+    classify_text(&text)
+}
+
+/// Some causes arrive only as text (object_store's retry error, errors boxed as strings).
+fn classify_text(text: &str) -> FailureKind {
+    const AUTH: [&str; 5] = [
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "AccessDenied",
+        "403 Forbidden",
+        "401 Unauthorized",
+    ];
+    const TEMPORARY: [&str; 10] = [
+        "SlowDown",
+        "503 Service Unavailable",
+        "500 Internal Server Error",
+        "502 Bad Gateway",
+        "504 Gateway Timeout",
+        "error sending request",
+        "connection refused",
+        "Connection refused",
+        "timed out",
+        "connection closed before message completed",
+    ];
+    if AUTH.iter().any(|needle| text.contains(needle)) {
+        FailureKind::Auth
+    } else if TEMPORARY.iter().any(|needle| text.contains(needle)) {
+        FailureKind::Temporary
+    } else {
+        FailureKind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_errors_map_to_exit_codes() {
+        let refused = Error::Storage {
+            context: "listing".into(),
+            source: object_store::Error::Generic {
+                store: "S3",
+                source: Box::new(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused")),
+            },
+        };
+        assert_eq!(refused.exit_code(), exit::TEMPORARY);
+        let denied = Error::Storage {
+            context: "listing".into(),
+            source: object_store::Error::PermissionDenied {
+                path: "x".into(),
+                source: "no".into(),
+            },
+        };
+        assert_eq!(denied.exit_code(), exit::CONFIG);
+        let wrapped = Error::Engine {
+            context: "reading".into(),
+            source: DataFusionError::External(Box::new(object_store::Error::Generic {
+                store: "S3",
+                source: "Server returned non-2xx status code: 503 Service Unavailable: SlowDown".into(),
+            })),
+        };
+        assert_eq!(wrapped.exit_code(), exit::TEMPORARY);
+        assert_eq!(Error::NothingToDo("x".into()).exit_code(), exit::NOTHING_TO_DO);
+    }
+}

@@ -1,0 +1,27 @@
+//! lifemap: batch ETL and reporting for customer lifecycle analytics.
+//!
+//! A pipeline (YAML) names sources, SQL steps run by Apache DataFusion, and marts published as
+//! Parquet. The modules follow the data's path:
+//!
+//! - [`config`]: the pipeline file, parsed and compiled for one logical date;
+//! - [`storage`]: local folders and S3-compatible object stores;
+//! - [`sources`]: inputs registered as tables;
+//! - [`transform`]: SQL steps in dependency order;
+//! - [`marts`]: Parquet written to staging, then published behind a `_SUCCESS` manifest;
+//! - [`runner`]: one run end to end, and its `run_results.json`;
+//! - [`cli`]: the `lifemap` command line.
+
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod marts;
+pub mod progress;
+pub mod runner;
+pub mod sample;
+pub mod session;
+pub mod sources;
+pub mod storage;
+pub mod template;
+pub mod transform;
+
+pub use error::Error;

@@ -1,0 +1,321 @@
+//! Marts: writing a run's tables as Parquet and publishing them without losing data.
+//!
+//! Writing and publishing are separate, as in delta-rs:
+//!
+//! ```text
+//!   write (per mart)                      publish (only after every mart is written)
+//!   <out>/_staging/<run_id>/<mart>/...  →  <out>/<mart>/ds=<ds>/part-<run_id>-NNNNN.parquet
+//!                                          <out>/<mart>/ds=<ds>/_SUCCESS   (manifest, written last)
+//!                                          then files of earlier runs in that partition are deleted
+//! ```
+//!
+//! A run that fails before publishing deletes its staging folder and leaves every published
+//! partition as it was. Object stores have no atomic rename of a folder, so the commit point of a
+//! partition is its `_SUCCESS` manifest: one object written in one PUT, listing exactly the files
+//! of the run that wrote it. A reader that reads the files `_SUCCESS` lists always sees one whole
+//! run; a reader that lists the folder can, for the moment between the new files landing and the
+//! old ones being deleted, see both (their names differ by run id).
+
+use std::time::Instant;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::parquet::arrow::AsyncArrowWriter;
+use datafusion::parquet::file::properties::WriterProperties;
+use datafusion::prelude::DataFrame;
+use futures::{StreamExt, TryStreamExt};
+use object_store::buffered::BufWriter;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Mart, ParquetSettings};
+use crate::error::Error;
+use crate::storage::Location;
+
+/// The name of the manifest that commits a partition.
+pub const SUCCESS_MARKER: &str = "_SUCCESS";
+
+/// One Parquet file written by a run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DataFile {
+    pub name: String,
+    pub rows: u64,
+    pub bytes: u64,
+}
+
+/// A mart written to staging, not yet visible to readers.
+#[derive(Debug, Clone)]
+pub struct StagedMart {
+    pub name: String,
+    pub files: Vec<DataFile>,
+    pub schema: SchemaRef,
+    pub duration_ms: u64,
+}
+
+impl StagedMart {
+    pub fn rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+    pub fn bytes(&self) -> u64 {
+        self.files.iter().map(|f| f.bytes).sum()
+    }
+}
+
+/// The content of a partition's `_SUCCESS` marker.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Manifest {
+    pub pipeline: String,
+    pub mart: String,
+    pub ds: String,
+    pub run_id: String,
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: Vec<DataFile>,
+    pub lifemap_version: String,
+}
+
+/// Writes and publishes the marts of one run.
+pub struct MartWriter {
+    root: Location,
+    pipeline: String,
+    run_id: String,
+    ds: String,
+}
+
+fn storage_error(context: String) -> impl FnOnce(object_store::Error) -> Error {
+    move |source| Error::Storage { context, source }
+}
+
+fn mart_error(mart: &str) -> impl Fn(datafusion::parquet::errors::ParquetError) -> Error + '_ {
+    move |source| Error::Mart {
+        mart: mart.to_string(),
+        source: Box::new(source),
+    }
+}
+
+impl MartWriter {
+    pub fn new(root: Location, pipeline: &str, run_id: &str, ds: &str) -> Self {
+        Self {
+            root,
+            pipeline: pipeline.to_string(),
+            run_id: run_id.to_string(),
+            ds: ds.to_string(),
+        }
+    }
+
+    fn staging(&self) -> Location {
+        self.root.child("_staging").child(&self.run_id)
+    }
+
+    /// The published partition of `mart` for this run's `ds`.
+    pub fn partition(&self, mart: &str) -> Location {
+        self.root.child(mart).child(&format!("ds={}", self.ds))
+    }
+
+    fn file_name(&self, index: usize) -> String {
+        format!("part-{}-{index:05}.parquet", self.run_id)
+    }
+
+    /// Execute `frame` and write it to staging as one or more Parquet files.
+    pub async fn write(&self, mart: &Mart, frame: DataFrame) -> Result<StagedMart, Error> {
+        let started = Instant::now();
+        let schema: SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
+        let mut stream = frame.execute_stream().await.map_err(|source| Error::Engine {
+            context: format!("computing mart `{}`", mart.name),
+            source,
+        })?;
+        let staging = self.staging().child(&mart.name);
+        let mut files = Vec::new();
+        let mut current: Option<(AsyncArrowWriter<BufWriter>, ObjectPath, String, u64)> = None;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(|source| Error::Engine {
+                context: format!("computing mart `{}`", mart.name),
+                source,
+            })?;
+            if batch.num_rows() == 0 {
+                continue;
+            }
+            if current
+                .as_ref()
+                .is_some_and(|(_, _, _, rows)| *rows >= mart.parquet.max_rows_per_file as u64)
+                && let Some(open) = current.take()
+            {
+                files.push(self.finish(&mart.name, open).await?);
+            }
+            let (writer, _, _, rows) = match &mut current {
+                Some(open) => open,
+                None => current.insert(self.open(&staging, &schema, &mart.parquet, files.len(), &mart.name)?),
+            };
+            writer.write(&batch).await.map_err(mart_error(&mart.name))?;
+            *rows += batch.num_rows() as u64;
+        }
+        // An empty result is still a partition with a schema.
+        let last = match current {
+            Some(open) => Some(open),
+            None if files.is_empty() => Some(self.open(&staging, &schema, &mart.parquet, 0, &mart.name)?),
+            None => None,
+        };
+        if let Some(open) = last {
+            files.push(self.finish(&mart.name, open).await?);
+        }
+        Ok(StagedMart {
+            name: mart.name.clone(),
+            files,
+            schema,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+
+    fn open(
+        &self,
+        staging: &Location,
+        schema: &SchemaRef,
+        settings: &ParquetSettings,
+        index: usize,
+        mart: &str,
+    ) -> Result<(AsyncArrowWriter<BufWriter>, ObjectPath, String, u64), Error> {
+        let name = self.file_name(index);
+        let path = staging.path.clone().join(name.as_str());
+        let properties = WriterProperties::builder()
+            .set_compression(settings.compression)
+            .set_max_row_group_row_count(Some(settings.row_group_size))
+            .set_created_by(format!("lifemap {}", env!("CARGO_PKG_VERSION")))
+            .build();
+        let sink = BufWriter::new(staging.store.clone(), path.clone());
+        let writer = AsyncArrowWriter::try_new(sink, schema.clone(), Some(properties)).map_err(mart_error(mart))?;
+        Ok((writer, path, name, 0))
+    }
+
+    async fn finish(
+        &self,
+        mart: &str,
+        (writer, path, name, rows): (AsyncArrowWriter<BufWriter>, ObjectPath, String, u64),
+    ) -> Result<DataFile, Error> {
+        writer.close().await.map_err(mart_error(mart))?;
+        let meta = self
+            .root
+            .store
+            .head(&path)
+            .await
+            .map_err(storage_error(format!("mart `{mart}`: checking staged file {path}")))?;
+        Ok(DataFile {
+            name,
+            rows,
+            bytes: meta.size,
+        })
+    }
+
+    /// Make every staged mart visible, one partition at a time (see the module docs).
+    pub async fn publish(&self, staged: &[StagedMart]) -> Result<Vec<Manifest>, Error> {
+        let mut manifests = Vec::with_capacity(staged.len());
+        for mart in staged {
+            let partition = self.partition(&mart.name);
+            let context = |what: &str| format!("publishing mart `{}` to {}: {what}", mart.name, partition.folder_url());
+            let earlier: Vec<ObjectPath> = self
+                .root
+                .store
+                .list(Some(&partition.path))
+                .map_ok(|meta| meta.location)
+                .try_collect()
+                .await
+                .map_err(storage_error(context("listing the partition")))?;
+            let staging = self.staging().child(&mart.name);
+            for file in &mart.files {
+                let from = staging.path.clone().join(file.name.as_str());
+                let to = partition.path.clone().join(file.name.as_str());
+                self.root
+                    .store
+                    .rename(&from, &to)
+                    .await
+                    .map_err(storage_error(context("moving a file into place")))?;
+            }
+            let manifest = Manifest {
+                pipeline: self.pipeline.clone(),
+                mart: mart.name.clone(),
+                ds: self.ds.clone(),
+                run_id: self.run_id.clone(),
+                rows: mart.rows(),
+                bytes: mart.bytes(),
+                files: mart.files.clone(),
+                lifemap_version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            let body = serde_json::to_vec_pretty(&manifest).map_err(|err| Error::Mart {
+                mart: mart.name.clone(),
+                source: Box::new(err),
+            })?;
+            self.root
+                .store
+                .put(&partition.path.clone().join(SUCCESS_MARKER), PutPayload::from(body))
+                .await
+                .map_err(storage_error(context("writing _SUCCESS")))?;
+            let marker = partition.path.clone().join(SUCCESS_MARKER);
+            let current: Vec<ObjectPath> = mart
+                .files
+                .iter()
+                .map(|f| partition.path.clone().join(f.name.as_str()))
+                .collect();
+            for old in earlier.iter().filter(|p| **p != marker && !current.contains(p)) {
+                self.root
+                    .store
+                    .delete(old)
+                    .await
+                    .map_err(storage_error(context("deleting an earlier run's file")))?;
+            }
+            tracing::info!(mart = %mart.name, rows = mart.rows(), bytes = mart.bytes(), "published");
+            manifests.push(manifest);
+        }
+        self.discard().await;
+        Ok(manifests)
+    }
+
+    /// Delete this run's staging folder (best effort: leftovers never become visible).
+    pub async fn discard(&self) {
+        let staging = self.staging();
+        let listed: Result<Vec<ObjectPath>, _> = self
+            .root
+            .store
+            .list(Some(&staging.path))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await;
+        match listed {
+            Ok(paths) => {
+                for path in paths {
+                    if let Err(err) = self.root.store.delete(&path).await {
+                        tracing::warn!(%path, error = %err, "could not delete a staged file");
+                    }
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "could not list the staging folder"),
+        }
+        // A local filesystem keeps empty folders behind; object stores have none.
+        if staging.url.scheme() == "file"
+            && let Ok(folder) = staging.url.to_file_path()
+        {
+            let _ = std::fs::remove_dir_all(&folder);
+            if let Some(parent) = folder.parent() {
+                let _ = std::fs::remove_dir(parent);
+            }
+        }
+    }
+}
+
+/// Read the manifest of a published partition, if it has one.
+pub async fn read_manifest(partition: &Location) -> Result<Option<Manifest>, Error> {
+    let path = partition.path.clone().join(SUCCESS_MARKER);
+    match partition.store.get(&path).await {
+        Ok(result) => {
+            let bytes = result.bytes().await.map_err(storage_error(format!("reading {path}")))?;
+            let manifest = serde_json::from_slice(&bytes).map_err(|err| Error::Mart {
+                mart: partition.url.to_string(),
+                source: Box::new(err),
+            })?;
+            Ok(Some(manifest))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(source) => Err(Error::Storage {
+            context: format!("reading {path}"),
+            source,
+        }),
+    }
+}

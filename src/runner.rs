@@ -1,0 +1,297 @@
+//! One run of a pipeline for one `ds`: sources → steps → marts (staged) → publish → run results.
+//!
+//! The run's results are written to `<output>/_runs/ds=<ds>/run_results.json` whether it
+//! succeeds or fails (when the storage lets us), so a scheduler or a person can see what happened.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Instant;
+
+use chrono::{SecondsFormat, Utc};
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::Serialize;
+
+use crate::config::Pipeline;
+use crate::error::{Error, exit};
+use crate::marts::MartWriter;
+use crate::sources::{self, SourceSummary};
+use crate::storage;
+use crate::transform::{self, StepOutcome};
+
+/// Choices made on the command line for a run.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Run only these steps (or the steps feeding these marts) and what they need.
+    pub select: Vec<String>,
+    /// Show a progress spinner (a terminal is watching).
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MartOutcome {
+    pub name: String,
+    pub status: &'static str,
+    pub rows: u64,
+    pub bytes: u64,
+    pub files: usize,
+    pub location: String,
+    pub duration_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Totals {
+    pub rows: u64,
+    pub bytes: u64,
+    pub source_files: usize,
+    pub source_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ErrorReport {
+    pub message: String,
+    pub exit_code: i32,
+}
+
+/// `run_results.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResults {
+    pub lifemap_version: &'static str,
+    pub pipeline: String,
+    pub pipeline_hash: String,
+    pub run_id: String,
+    pub ds: String,
+    pub as_of: String,
+    /// `success`, `failed` or `skipped` (nothing to do).
+    pub status: &'static str,
+    pub exit_code: i32,
+    pub started_at: String,
+    pub finished_at: String,
+    pub duration_ms: u64,
+    pub vars: BTreeMap<String, String>,
+    pub selected: Vec<String>,
+    pub sources: Vec<SourceSummary>,
+    pub steps: Vec<StepOutcome>,
+    pub marts: Vec<MartOutcome>,
+    pub totals: Totals,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReport>,
+}
+
+impl RunResults {
+    /// The one-line summary printed last on stdout.
+    pub fn summary_line(&self) -> String {
+        let rows: BTreeMap<&str, u64> = self.marts.iter().map(|m| (m.name.as_str(), m.rows)).collect();
+        let summary = serde_json::json!({
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "pipeline": self.pipeline,
+            "ds": self.ds,
+            "run_id": self.run_id,
+            "rows": rows,
+            "duration_ms": self.duration_ms,
+            "error": self.error.as_ref().map(|e| e.message.clone()),
+        });
+        summary.to_string()
+    }
+}
+
+fn new_run_id() -> String {
+    format!("{}-{:08x}", Utc::now().format("%Y%m%dT%H%M%S"), rand::random::<u32>())
+}
+
+/// Run `pipeline`; always returns results, with the error when the run failed.
+pub async fn run(
+    pipeline: &Pipeline,
+    options: &RunOptions,
+    progress: &crate::progress::Progress,
+) -> (RunResults, Result<(), Error>) {
+    let started_at = Utc::now();
+    let clock = Instant::now();
+    let mut results = RunResults {
+        lifemap_version: env!("CARGO_PKG_VERSION"),
+        pipeline: pipeline.name.clone(),
+        pipeline_hash: pipeline.hash.clone(),
+        run_id: new_run_id(),
+        ds: pipeline.date.ds_string(),
+        as_of: pipeline.date.as_of_rfc3339(),
+        status: "failed",
+        exit_code: exit::RUN_FAILED,
+        started_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        finished_at: String::new(),
+        duration_ms: 0,
+        vars: pipeline.printable_vars.clone(),
+        selected: options.select.clone(),
+        sources: Vec::new(),
+        steps: Vec::new(),
+        marts: Vec::new(),
+        totals: Totals {
+            rows: 0,
+            bytes: 0,
+            source_files: 0,
+            source_bytes: 0,
+        },
+        error: None,
+    };
+    let outcome = execute(pipeline, options, progress, &mut results).await;
+    progress.finish();
+    results.finished_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+    results.duration_ms = clock.elapsed().as_millis() as u64;
+    match &outcome {
+        Ok(()) => {
+            results.status = "success";
+            results.exit_code = exit::SUCCESS;
+        }
+        Err(err) => {
+            results.exit_code = err.exit_code();
+            results.status = if results.exit_code == exit::NOTHING_TO_DO {
+                "skipped"
+            } else {
+                "failed"
+            };
+            results.error = Some(ErrorReport {
+                message: err.to_string(),
+                exit_code: results.exit_code,
+            });
+        }
+    }
+    // Configuration errors happen before a store is known; there is nowhere to write then.
+    if !matches!(outcome, Err(Error::Invalid(_) | Error::Usage(_) | Error::Config(_)))
+        && let Err(err) = write_results(pipeline, &results).await
+    {
+        tracing::warn!(error = %err, "could not write run_results.json");
+    }
+    (results, outcome)
+}
+
+async fn write_results(pipeline: &Pipeline, results: &RunResults) -> Result<(), Error> {
+    let ctx = crate::session::create(pipeline)?;
+    let root = storage::resolve(&ctx, &pipeline.output_location)?;
+    let folder = root.child("_runs").child(&format!("ds={}", results.ds));
+    let body = serde_json::to_vec_pretty(results).map_err(|err| Error::Mart {
+        mart: "_runs".into(),
+        source: Box::new(err),
+    })?;
+    let path = folder.path.clone().join("run_results.json");
+    root.store
+        .put(&path, PutPayload::from(body))
+        .await
+        .map_err(|source| Error::Storage {
+            context: format!("writing {}", folder.folder_url()),
+            source,
+        })?;
+    Ok(())
+}
+
+/// The marts (and so steps) a selection asks for.
+fn selected_marts(pipeline: &Pipeline, select: &[String]) -> Result<Vec<usize>, Error> {
+    if select.is_empty() {
+        return Ok((0..pipeline.marts.len()).collect());
+    }
+    let mut chosen = HashSet::new();
+    for name in select {
+        let matches: Vec<usize> = pipeline
+            .marts
+            .iter()
+            .enumerate()
+            .filter(|(_, mart)| &mart.name == name || &mart.from == name)
+            .map(|(index, _)| index)
+            .collect();
+        if matches.is_empty() && pipeline.step(name).is_none() {
+            let names = pipeline
+                .steps
+                .iter()
+                .map(|s| s.name.as_str())
+                .chain(pipeline.marts.iter().map(|m| m.name.as_str()));
+            let hint = crate::config::did_you_mean(name, names)
+                .map(|c| format!(" (did you mean `{c}`?)"))
+                .unwrap_or_default();
+            return Err(Error::Usage(format!(
+                "--select {name}: no step or mart of that name{hint}"
+            )));
+        }
+        chosen.extend(matches);
+    }
+    let mut chosen: Vec<usize> = chosen.into_iter().collect();
+    chosen.sort_unstable();
+    Ok(chosen)
+}
+
+async fn execute(
+    pipeline: &Pipeline,
+    options: &RunOptions,
+    progress: &crate::progress::Progress,
+    results: &mut RunResults,
+) -> Result<(), Error> {
+    let graph = transform::resolve(pipeline)?;
+    let mart_indexes = selected_marts(pipeline, &options.select)?;
+    let mut targets: Vec<usize> = mart_indexes
+        .iter()
+        .filter_map(|&m| pipeline.steps.iter().position(|s| s.name == pipeline.marts[m].from))
+        .collect();
+    targets.extend(
+        options
+            .select
+            .iter()
+            .filter_map(|name| pipeline.steps.iter().position(|s| &s.name == name)),
+    );
+    let step_indexes = graph.closure(&targets);
+
+    let ctx = crate::session::create(pipeline)?;
+    progress.message("checking inputs");
+    sources::check_ds_input(&ctx, pipeline).await?;
+    progress.message("registering sources");
+    results.sources = sources::register_all(&ctx, pipeline).await?;
+    results.totals.source_files = results.sources.iter().map(|s| s.files).sum();
+    results.totals.source_bytes = results.sources.iter().map(|s| s.bytes).sum();
+
+    let on_step = |step: &crate::config::Step| progress.message(&format!("step {}", step.name));
+    results.steps = transform::run_steps(&ctx, pipeline, &graph, &step_indexes, &on_step).await?;
+
+    let root = storage::resolve(&ctx, &pipeline.output_location)?;
+    let writer = MartWriter::new(root, &pipeline.name, &results.run_id, &results.ds);
+    let mut staged = Vec::with_capacity(mart_indexes.len());
+    for &index in &mart_indexes {
+        let mart = &pipeline.marts[index];
+        progress.message(&format!("writing mart {}", mart.name));
+        let written = match ctx.table(mart.from.as_str()).await {
+            Ok(frame) => writer.write(mart, frame).await,
+            Err(source) => Err(Error::Engine {
+                context: format!("mart `{}`", mart.name),
+                source,
+            }),
+        };
+        match written {
+            Ok(done) => staged.push(done),
+            Err(err) => {
+                writer.discard().await;
+                return Err(err);
+            }
+        }
+    }
+
+    // Data-quality checks run here, before anything is visible (exit code 3 is reserved for them).
+
+    progress.message("publishing");
+    let manifests = match writer.publish(&staged).await {
+        Ok(manifests) => manifests,
+        Err(err) => {
+            writer.discard().await;
+            return Err(err);
+        }
+    };
+    results.marts = staged
+        .iter()
+        .zip(&manifests)
+        .map(|(mart, manifest)| MartOutcome {
+            name: mart.name.clone(),
+            status: "published",
+            rows: manifest.rows,
+            bytes: manifest.bytes,
+            files: manifest.files.len(),
+            location: writer.partition(&mart.name).folder_url(),
+            duration_ms: mart.duration_ms,
+        })
+        .collect();
+    results.totals.rows = results.marts.iter().map(|m| m.rows).sum();
+    results.totals.bytes = results.marts.iter().map(|m| m.bytes).sum();
+    Ok(())
+}

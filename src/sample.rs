@@ -1,0 +1,764 @@
+//! `lifemap sample-data`: deterministic, realistic customer exports in the layout of the bundled
+//! pipeline (events NDJSON.gz by `dt=` day, orders CSV.gz, customers and feedback CSV).
+//!
+//! What is in it, so the marts have something to find: behaviour archetypes (loyalists, bargain
+//! hunters, one-time buyers, browsers, lapsed buyers, store-only buyers with no events), anonymous
+//! prospects who never convert, anonymous devices that later log in (identity stitching), weekly
+//! and yearly seasonality, a category (`eco_friendly`) whose share grows over the year, NPS
+//! responses, timestamps in several UTC offsets, late events (filed under a later `dt`) and a
+//! sprinkle of bad rows of every kind the contract quarantines.
+//!
+//! It streams: each customer is generated and written before the next, so memory stays flat as
+//! `--customers` grows. The same settings always give byte-identical files.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Datelike, Duration, FixedOffset, NaiveDate, TimeZone, Utc};
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use crate::error::Error;
+
+#[derive(Debug, Clone)]
+pub struct SampleSettings {
+    pub customers: u64,
+    pub seed: u64,
+    /// Last day of activity.
+    pub end: NaiveDate,
+    /// Days of history up to and including `end`.
+    pub days: u32,
+}
+
+/// What was written.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct SampleStats {
+    pub customers: u64,
+    pub prospects: u64,
+    pub events: u64,
+    pub orders: u64,
+    pub feedback: u64,
+    pub bad_rows: u64,
+    pub late_events: u64,
+    pub files: u64,
+}
+
+const CATEGORIES: [&str; 6] = ["electronics", "home", "fashion", "beauty", "sports", "eco_friendly"];
+const COUNTRIES: [(&str, i32); 6] = [
+    ("US", -5 * 3600),
+    ("DE", 3600),
+    ("GB", 0),
+    ("IN", 19800),
+    ("BR", -3 * 3600),
+    ("JP", 9 * 3600),
+];
+const ACQUISITION: [&str; 6] = ["search", "social", "email", "display", "referral", "direct"];
+const COMMENTS: [&str; 6] = [
+    "Fast delivery, great quality",
+    "Good value",
+    "Checkout was confusing",
+    "Love the eco range",
+    "Support took too long",
+    "",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Archetype {
+    Loyal,
+    BargainHunter,
+    OneTime,
+    Browser,
+    Lapsed,
+    StoreOnly,
+}
+
+impl Archetype {
+    fn pick(rng: &mut ChaCha8Rng) -> Self {
+        match rng.random_range(0..100) {
+            0..12 => Archetype::Loyal,
+            12..30 => Archetype::BargainHunter,
+            30..58 => Archetype::OneTime,
+            58..80 => Archetype::Browser,
+            80..92 => Archetype::Lapsed,
+            _ => Archetype::StoreOnly,
+        }
+    }
+
+    /// (orders range, average order value, days between orders)
+    fn buying(self) -> (u32, u32, f64, i64) {
+        match self {
+            Archetype::Loyal => (4, 11, 120.0, 30),
+            Archetype::BargainHunter => (3, 9, 32.0, 20),
+            Archetype::OneTime => (1, 2, 60.0, 0),
+            Archetype::Browser => (0, 1, 45.0, 0),
+            Archetype::Lapsed => (1, 4, 70.0, 15),
+            Archetype::StoreOnly => (1, 5, 85.0, 40),
+        }
+    }
+
+    fn nps(self, rng: &mut ChaCha8Rng) -> i64 {
+        match self {
+            Archetype::Loyal => rng.random_range(8..=10),
+            Archetype::BargainHunter => rng.random_range(5..=10),
+            Archetype::OneTime | Archetype::StoreOnly => rng.random_range(3..=10),
+            Archetype::Browser => rng.random_range(2..=9),
+            Archetype::Lapsed => rng.random_range(0..=7),
+        }
+    }
+}
+
+/// Writers for every file of the export; event files are opened per `dt` as needed.
+struct Exports {
+    root: PathBuf,
+    events: BTreeMap<NaiveDate, GzEncoder<BufWriter<File>>>,
+    orders: csv_like::Writer<GzEncoder<BufWriter<File>>>,
+    customers: csv_like::Writer<BufWriter<File>>,
+    feedback: csv_like::Writer<BufWriter<File>>,
+    stats: SampleStats,
+}
+
+/// Minimal RFC 4180 CSV writing (quotes fields holding separators, quotes or newlines).
+mod csv_like {
+    use std::io::Write;
+
+    pub struct Writer<W: Write> {
+        pub inner: W,
+    }
+
+    impl<W: Write> Writer<W> {
+        pub fn row(&mut self, fields: &[&str]) -> std::io::Result<()> {
+            for (i, field) in fields.iter().enumerate() {
+                if i > 0 {
+                    self.inner.write_all(b",")?;
+                }
+                if field.contains([',', '"', '\n', '\r']) {
+                    write!(self.inner, "\"{}\"", field.replace('"', "\"\""))?;
+                } else {
+                    self.inner.write_all(field.as_bytes())?;
+                }
+            }
+            self.inner.write_all(b"\n")
+        }
+    }
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn create(path: &Path) -> Result<BufWriter<File>, Error> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(io_error(parent))?;
+    }
+    Ok(BufWriter::with_capacity(
+        64 * 1024,
+        File::create(path).map_err(io_error(path))?,
+    ))
+}
+
+impl Exports {
+    fn open(root: &Path) -> Result<Self, Error> {
+        for folder in ["events", "orders", "customers", "feedback"] {
+            let path = root.join(folder);
+            if path.exists() {
+                std::fs::remove_dir_all(&path).map_err(io_error(&path))?;
+            }
+        }
+        let orders_path = root.join("orders/orders.csv.gz");
+        let mut orders = csv_like::Writer {
+            inner: GzEncoder::new(create(&orders_path)?, Compression::default()),
+        };
+        let mut customers = csv_like::Writer {
+            inner: create(&root.join("customers/customers.csv"))?,
+        };
+        let mut feedback = csv_like::Writer {
+            inner: create(&root.join("feedback/feedback.csv"))?,
+        };
+        orders
+            .row(&[
+                "order_id",
+                "customer_id",
+                "ordered_at",
+                "amount",
+                "currency",
+                "category",
+                "channel",
+                "status",
+            ])
+            .map_err(io_error(&orders_path))?;
+        customers
+            .row(&["customer_id", "email", "signup_at", "country", "acquisition_channel"])
+            .map_err(io_error(root))?;
+        feedback
+            .row(&["response_id", "customer_id", "responded_at", "nps_score", "comment"])
+            .map_err(io_error(root))?;
+        Ok(Self {
+            root: root.to_path_buf(),
+            events: BTreeMap::new(),
+            orders,
+            customers,
+            feedback,
+            stats: SampleStats {
+                files: 3,
+                ..Default::default()
+            },
+        })
+    }
+
+    fn event_line(&mut self, dt: NaiveDate, line: &str) -> Result<(), Error> {
+        if !self.events.contains_key(&dt) {
+            let path = self.root.join(format!("events/dt={dt}/part-00000.ndjson.gz"));
+            self.events
+                .insert(dt, GzEncoder::new(create(&path)?, Compression::default()));
+            self.stats.files += 1;
+        }
+        let root = self.root.clone();
+        if let Some(writer) = self.events.get_mut(&dt) {
+            writer.write_all(line.as_bytes()).map_err(io_error(&root))?;
+            writer.write_all(b"\n").map_err(io_error(&root))?;
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<SampleStats, Error> {
+        let root = self.root.clone();
+        for (_, writer) in self.events {
+            writer
+                .finish()
+                .map_err(io_error(&root))?
+                .flush()
+                .map_err(io_error(&root))?;
+        }
+        self.orders
+            .inner
+            .finish()
+            .map_err(io_error(&root))?
+            .flush()
+            .map_err(io_error(&root))?;
+        self.customers
+            .inner
+            .into_inner()
+            .map_err(|e| io_error(&root)(e.into_error()))?;
+        self.feedback
+            .inner
+            .into_inner()
+            .map_err(|e| io_error(&root)(e.into_error()))?;
+        Ok(self.stats)
+    }
+}
+
+/// The state of generation shared across customers.
+struct Generator {
+    rng: ChaCha8Rng,
+    start: NaiveDate,
+    end: NaiveDate,
+    days: i64,
+    next_event: u64,
+    next_order: u64,
+    next_response: u64,
+}
+
+struct Event<'a> {
+    at: DateTime<Utc>,
+    offset: i32,
+    customer_id: Option<&'a str>,
+    anonymous_id: Option<&'a str>,
+    event_type: &'a str,
+    channel: &'a str,
+    category: Option<&'a str>,
+}
+
+#[derive(Clone, Copy)]
+struct Order<'a> {
+    customer_id: &'a str,
+    at: DateTime<Utc>,
+    offset: i32,
+    category: &'a str,
+    channel: &'a str,
+}
+
+impl Generator {
+    /// A day in the range, denser later (growth), in November–December and on weekdays.
+    fn day(&mut self, from: i64, to: i64) -> i64 {
+        let to = to.max(from);
+        for _ in 0..32 {
+            let u: f64 = self.rng.random();
+            let day = if self.rng.random_bool(0.4) {
+                from + ((to - from) as f64 * u.sqrt()) as i64
+            } else {
+                self.rng.random_range(from..=to)
+            };
+            let date = self.start + Duration::days(day);
+            let mut weight = if matches!(date.month(), 11 | 12) { 1.0 } else { 0.75 };
+            if date.weekday().number_from_monday() >= 6 {
+                weight *= 0.8;
+            }
+            if self.rng.random_bool(weight) {
+                return day;
+            }
+        }
+        from
+    }
+
+    /// A time of day peaking around lunch and evening, in UTC for a customer `offset` seconds east.
+    fn instant(&mut self, day: i64, offset: i32) -> DateTime<Utc> {
+        let hour = match self.rng.random_range(0..10) {
+            0..3 => self.rng.random_range(11..14),
+            3..7 => self.rng.random_range(18..23),
+            _ => self.rng.random_range(7..24),
+        };
+        let local_seconds = hour * 3600 + self.rng.random_range(0..3600);
+        let date = self.start + Duration::days(day);
+        let midnight = Utc.from_utc_datetime(&date.and_hms_opt(0, 0, 0).unwrap_or_default());
+        midnight + Duration::seconds(i64::from(local_seconds) - i64::from(offset))
+    }
+
+    fn category(&mut self, day: i64) -> &'static str {
+        // eco_friendly grows from 4% to 20% of purchases over the range.
+        let eco_share = 0.04 + 0.16 * (day as f64 / self.days.max(1) as f64);
+        if self.rng.random_bool(eco_share.clamp(0.0, 1.0)) {
+            "eco_friendly"
+        } else {
+            CATEGORIES[self.rng.random_range(0..5)]
+        }
+    }
+
+    fn timestamp(at: DateTime<Utc>, offset: i32) -> String {
+        if offset == 0 {
+            return at.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+        }
+        let zone = FixedOffset::east_opt(offset).unwrap_or(FixedOffset::east_opt(0).expect("zero offset is valid"));
+        at.with_timezone(&zone).format("%Y-%m-%dT%H:%M:%S%:z").to_string()
+    }
+
+    fn emit(&mut self, out: &mut Exports, event: &Event<'_>) -> Result<(), Error> {
+        let local_day = event.at.date_naive();
+        if local_day > self.end || local_day < self.start {
+            return Ok(());
+        }
+        self.next_event += 1;
+        let event_id = format!("e{:010}", self.next_event);
+        let mut properties = serde_json::Map::new();
+        if let Some(category) = event.category {
+            properties.insert("category".into(), category.into());
+            properties.insert(
+                "product_id".into(),
+                format!("P{:04}", self.rng.random_range(0..400)).into(),
+            );
+        }
+        if matches!(event.event_type, "ad_click" | "ad_impression" | "email_open") {
+            properties.insert(
+                "campaign".into(),
+                format!("cmp-{}-{:02}", event.channel, local_day.month()).into(),
+            );
+        }
+        let mut occurred_at = Self::timestamp(event.at, event.offset);
+        let mut customer_id = event.customer_id.map(str::to_string);
+        let mut anonymous_id = event.anonymous_id.map(str::to_string);
+        // About 3 in 1000 events are broken in one of the ways the contract quarantines.
+        let broken = self.rng.random_range(0..1000);
+        match broken {
+            0 => occurred_at = "not-a-timestamp".into(),
+            1 => {
+                customer_id = None;
+                anonymous_id = None;
+            }
+            _ => {}
+        }
+        let line = serde_json::json!({
+            "event_id": event_id,
+            "occurred_at": occurred_at,
+            "customer_id": customer_id,
+            "anonymous_id": anonymous_id,
+            "event_type": event.event_type,
+            "channel": event.channel,
+            "properties": properties,
+        })
+        .to_string();
+        // Late arrivals: filed one or two days after they happened.
+        let mut dt = local_day;
+        if self.rng.random_range(0..100) < 2 {
+            let late = dt + Duration::days(self.rng.random_range(1..=2));
+            if late <= self.end {
+                dt = late;
+                out.stats.late_events += 1;
+            }
+        }
+        out.event_line(dt, &line)?;
+        out.stats.events += 1;
+        if broken <= 1 {
+            out.stats.bad_rows += 1;
+        }
+        if broken == 2 {
+            // The exporter retried: the same event twice.
+            out.event_line(dt, &line)?;
+            out.stats.events += 1;
+            out.stats.bad_rows += 1;
+        } else if broken == 3 {
+            out.event_line(dt, &line[..line.len() / 2])?;
+            out.stats.bad_rows += 1;
+        }
+        Ok(())
+    }
+
+    /// Write an order; true when it is a valid completed one.
+    fn order(&mut self, out: &mut Exports, order: &Order<'_>, aov: f64) -> Result<bool, Error> {
+        let Order {
+            customer_id,
+            at,
+            offset,
+            category,
+            channel,
+        } = *order;
+        if at.date_naive() > self.end {
+            return Ok(false);
+        }
+        self.next_order += 1;
+        let order_id = format!("O{:09}", self.next_order);
+        let noise: f64 = (0..3).map(|_| self.rng.random_range(-0.5..0.5)).sum::<f64>();
+        let mut amount = format!("{:.2}", (aov * (noise * 0.6).exp()).max(1.0));
+        let mut status = match self.rng.random_range(0..100) {
+            0..90 => "completed",
+            90..96 => "refunded",
+            _ => "cancelled",
+        };
+        let mut customer = customer_id.to_string();
+        let broken = self.rng.random_range(0..1000);
+        match broken {
+            0 => amount = format!("-{amount}"),
+            1 => status = "pending_review",
+            2 => customer.clear(),
+            _ => {}
+        }
+        if broken <= 2 {
+            out.stats.bad_rows += 1;
+        }
+        let ordered_at = Self::timestamp(at, offset);
+        let path = self.start.to_string();
+        out.orders
+            .row(&[
+                &order_id,
+                &customer,
+                &ordered_at,
+                &amount,
+                "USD",
+                category,
+                channel,
+                status,
+            ])
+            .map_err(|source| Error::Io {
+                path: PathBuf::from(path),
+                source,
+            })?;
+        out.stats.orders += 1;
+        Ok(status == "completed" && broken > 2)
+    }
+}
+
+/// Write the sample under `root`; existing `events/`, `orders/`, `customers/`, `feedback/` there
+/// are replaced.
+pub fn generate(root: &Path, settings: &SampleSettings) -> Result<SampleStats, Error> {
+    if settings.days == 0 {
+        return Err(Error::Usage("--days must be at least 1".into()));
+    }
+    let start = settings.end - Duration::days(i64::from(settings.days) - 1);
+    let mut generator = Generator {
+        rng: ChaCha8Rng::seed_from_u64(settings.seed),
+        start,
+        end: settings.end,
+        days: i64::from(settings.days),
+        next_event: 0,
+        next_order: 0,
+        next_response: 0,
+    };
+    let mut out = Exports::open(root)?;
+    let last_day = generator.days - 1;
+    for index in 0..settings.customers {
+        customer(&mut generator, &mut out, index, last_day)?;
+    }
+    for index in 0..settings.customers / 2 {
+        prospect(&mut generator, &mut out, index, last_day)?;
+    }
+    out.stats.customers = settings.customers;
+    out.stats.prospects = settings.customers / 2;
+    out.finish()
+}
+
+fn awareness_event(g: &mut Generator) -> (&'static str, &'static str) {
+    match g.rng.random_range(0..5) {
+        0 => (
+            "ad_impression",
+            ["display", "social", "search"][g.rng.random_range(0..3)],
+        ),
+        1 => ("ad_click", ["display", "social", "search"][g.rng.random_range(0..3)]),
+        2 => ("email_open", "email"),
+        3 => ("social_engagement", "social"),
+        _ => ("landing_page_view", ["web", "search"][g.rng.random_range(0..2)]),
+    }
+}
+
+fn consideration_event(g: &mut Generator) -> &'static str {
+    [
+        "product_view",
+        "product_view",
+        "product_view",
+        "add_to_cart",
+        "review_read",
+        "webinar_join",
+        "demo_request",
+    ][g.rng.random_range(0..7)]
+}
+
+fn customer(g: &mut Generator, out: &mut Exports, index: u64, last_day: i64) -> Result<(), Error> {
+    let customer_id = format!("C{index:07}");
+    let anonymous_id = format!("a{:012x}", g.rng.random::<u64>() >> 16);
+    let archetype = Archetype::pick(&mut g.rng);
+    let (country, offset) = COUNTRIES[g.rng.random_range(0..COUNTRIES.len())];
+    let acquisition = ACQUISITION[g.rng.random_range(0..ACQUISITION.len())];
+    let first_day = g.day(0, last_day - 3);
+    let first_touch = g.instant(first_day, offset);
+    let app_user = g.rng.random_bool(0.4);
+    let own_channel = if app_user { "app" } else { "web" };
+
+    let mut t = first_touch;
+    if archetype != Archetype::StoreOnly {
+        for _ in 0..g.rng.random_range(1..=3) {
+            let (event_type, channel) = awareness_event(g);
+            g.emit(
+                out,
+                &Event {
+                    at: t,
+                    offset,
+                    customer_id: None,
+                    anonymous_id: Some(&anonymous_id),
+                    event_type,
+                    channel,
+                    category: None,
+                },
+            )?;
+            t += Duration::minutes(g.rng.random_range(1..600));
+        }
+        // Browsing before logging in stays anonymous; the login links the device to the customer.
+        if g.rng.random_bool(0.5) {
+            let category = g.category(first_day);
+            g.emit(
+                out,
+                &Event {
+                    at: t,
+                    offset,
+                    customer_id: None,
+                    anonymous_id: Some(&anonymous_id),
+                    event_type: "product_view",
+                    channel: own_channel,
+                    category: Some(category),
+                },
+            )?;
+            t += Duration::minutes(g.rng.random_range(1..120));
+        }
+    }
+    t += Duration::minutes(g.rng.random_range(1..(3 * 24 * 60)));
+    let signup = t;
+    let signup_text = Generator::timestamp(signup, offset);
+    out.customers
+        .row(&[
+            &customer_id,
+            &format!("{}@example.com", customer_id.to_lowercase()),
+            &signup_text,
+            country,
+            acquisition,
+        ])
+        .map_err(io_error(&out.root.clone()))?;
+    if archetype != Archetype::StoreOnly {
+        g.emit(
+            out,
+            &Event {
+                at: signup,
+                offset,
+                customer_id: Some(&customer_id),
+                anonymous_id: Some(&anonymous_id),
+                event_type: "login",
+                channel: own_channel,
+                category: None,
+            },
+        )?;
+    }
+
+    let (min_orders, max_orders, aov, gap_days) = archetype.buying();
+    let orders = g.rng.random_range(min_orders..max_orders);
+    let mut completed = 0;
+    let mut t = signup;
+    for n in 0..orders.max(u32::from(archetype == Archetype::Browser)) {
+        let day = (t.date_naive() - g.start).num_days();
+        let category = g.category(day.clamp(0, last_day));
+        if archetype != Archetype::StoreOnly {
+            for _ in 0..g.rng.random_range(1..=4) {
+                t += Duration::minutes(g.rng.random_range(1..90));
+                let event_type = consideration_event(g);
+                g.emit(
+                    out,
+                    &Event {
+                        at: t,
+                        offset,
+                        customer_id: Some(&customer_id),
+                        anonymous_id: Some(anonymous_id.as_str()).filter(|_| n == 0),
+                        event_type,
+                        channel: own_channel,
+                        category: Some(category),
+                    },
+                )?;
+            }
+        }
+        if n < orders {
+            // Some buy within the hour, some come back days later (outside a short window).
+            t += if g.rng.random_bool(0.8) {
+                Duration::minutes(g.rng.random_range(2..240))
+            } else {
+                Duration::days(g.rng.random_range(2..45))
+            };
+            let channel = if archetype == Archetype::StoreOnly {
+                "store"
+            } else {
+                own_channel
+            };
+            let order = Order {
+                customer_id: &customer_id,
+                at: t,
+                offset,
+                category,
+                channel,
+            };
+            if g.order(out, &order, aov)? {
+                completed += 1;
+            }
+        }
+        let gap = if archetype == Archetype::Lapsed {
+            g.rng.random_range(3..=gap_days)
+        } else {
+            (gap_days as f64 * g.rng.random_range(0.5..1.6)) as i64
+        };
+        t += Duration::days(gap.max(1)) + Duration::minutes(g.rng.random_range(0..600));
+    }
+
+    // Engagement after the journey: sessions, and advocacy from happy buyers.
+    if archetype != Archetype::StoreOnly && archetype != Archetype::Lapsed {
+        let sessions = match archetype {
+            Archetype::Loyal => 8,
+            Archetype::BargainHunter => 10,
+            Archetype::Browser => 6,
+            _ => 2,
+        };
+        let from = (signup.date_naive() - g.start).num_days();
+        for _ in 0..g.rng.random_range(0..=sessions) {
+            let day = g.day(from.min(last_day), last_day);
+            let at = g.instant(day, offset);
+            let category = g.category(day);
+            g.emit(
+                out,
+                &Event {
+                    at,
+                    offset,
+                    customer_id: Some(&customer_id),
+                    anonymous_id: None,
+                    event_type: "page_view",
+                    channel: own_channel,
+                    category: Some(category),
+                },
+            )?;
+        }
+    }
+    if completed > 0 && matches!(archetype, Archetype::Loyal | Archetype::BargainHunter) && g.rng.random_bool(0.35) {
+        let event_type = ["review_posted", "referral_sent", "social_mention"][g.rng.random_range(0..3)];
+        let channel = if event_type == "social_mention" {
+            "social"
+        } else {
+            own_channel
+        };
+        let at = t - Duration::days(g.rng.random_range(0..20));
+        g.emit(
+            out,
+            &Event {
+                at,
+                offset,
+                customer_id: Some(&customer_id),
+                anonymous_id: None,
+                event_type,
+                channel,
+                category: None,
+            },
+        )?;
+    }
+    if completed > 0 && g.rng.random_bool(0.35) {
+        for _ in 0..g.rng.random_range(1..=2) {
+            let from = (signup.date_naive() - g.start).num_days() + 1;
+            let day = g.day(from.min(last_day), last_day);
+            let at = g.instant(day, offset);
+            g.next_response += 1;
+            let mut score = archetype.nps(&mut g.rng).to_string();
+            if g.rng.random_range(0..200) == 0 {
+                score = "11".into();
+                out.stats.bad_rows += 1;
+            }
+            let comment = COMMENTS[g.rng.random_range(0..COMMENTS.len())];
+            let response_id = format!("R{:08}", g.next_response);
+            out.feedback
+                .row(&[
+                    &response_id,
+                    &customer_id,
+                    &Generator::timestamp(at, offset),
+                    &score,
+                    comment,
+                ])
+                .map_err(io_error(&out.root.clone()))?;
+            out.stats.feedback += 1;
+        }
+    }
+    Ok(())
+}
+
+/// An anonymous visitor who looks around and never signs up.
+fn prospect(g: &mut Generator, out: &mut Exports, index: u64, last_day: i64) -> Result<(), Error> {
+    let anonymous_id = format!("p{index:011x}");
+    let (_, offset) = COUNTRIES[g.rng.random_range(0..COUNTRIES.len())];
+    let day = g.day(0, last_day);
+    let mut t = g.instant(day, offset);
+    for _ in 0..g.rng.random_range(1..=3) {
+        let (event_type, channel) = awareness_event(g);
+        g.emit(
+            out,
+            &Event {
+                at: t,
+                offset,
+                customer_id: None,
+                anonymous_id: Some(&anonymous_id),
+                event_type,
+                channel,
+                category: None,
+            },
+        )?;
+        t += Duration::minutes(g.rng.random_range(1..3000));
+    }
+    if g.rng.random_bool(0.4) {
+        let category = g.category(day);
+        g.emit(
+            out,
+            &Event {
+                at: t,
+                offset,
+                customer_id: None,
+                anonymous_id: Some(&anonymous_id),
+                event_type: "product_view",
+                channel: "web",
+                category: Some(category),
+            },
+        )?;
+    }
+    Ok(())
+}

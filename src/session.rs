@@ -1,0 +1,49 @@
+//! All DataFusion session setup, in one place and one order:
+//! `SessionConfig` → `RuntimeEnvBuilder` (memory pool, object stores) → `SessionState` → functions.
+//! Every session lifemap creates — for a run, `validate` or `plan` — comes from here, so they all
+//! see the same settings and SQL functions.
+
+use std::sync::Arc;
+
+use datafusion::execution::memory_pool::FairSpillPool;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::config::Pipeline;
+use crate::error::Error;
+
+/// A session configured for `pipeline`, with its object stores registered.
+pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
+    let engine = &pipeline.engine;
+    let mut config = SessionConfig::new()
+        .with_information_schema(true)
+        .with_batch_size(engine.batch_size.unwrap_or(8192));
+    if let Some(partitions) = engine.target_partitions {
+        config = config.with_target_partitions(partitions);
+    }
+
+    // One session per run: the listing cache can only hide files that arrived mid-run.
+    let mut runtime = RuntimeEnvBuilder::new().with_object_list_cache_limit(0);
+    if let Some(limit) = engine.memory_limit {
+        let bytes = usize::try_from(limit).unwrap_or(usize::MAX);
+        runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(bytes)));
+    }
+    let runtime = runtime.build_arc().map_err(|source| Error::Engine {
+        context: "creating the runtime".into(),
+        source,
+    })?;
+    let mut state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .build();
+    // JSON functions (`json_get_str`, `->>`, ...) for sources read as text.
+    datafusion_functions_json::register_all(&mut state).map_err(|source| Error::Engine {
+        context: "registering JSON functions".into(),
+        source,
+    })?;
+    let ctx = SessionContext::new_with_state(state);
+    crate::storage::register_stores(&ctx, pipeline)?;
+    Ok(ctx)
+}

@@ -1,0 +1,326 @@
+//! Sources: registering a pipeline's inputs as DataFusion tables.
+//!
+//! A source is a listing table over a folder (or glob) of CSV, NDJSON or Parquet files, optionally
+//! Hive-partitioned. Compression is decided per file from its extension: a folder holding both
+//! `.ndjson` and `.ndjson.gz` files becomes one table over both (a `UNION ALL` of one listing per
+//! kind). A declared schema is used as given; otherwise it is inferred from the files.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::file_format::csv::CsvFormat;
+use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::prelude::SessionContext;
+use futures::TryStreamExt;
+use object_store::ObjectMeta;
+
+use crate::config::raw::RawCompression;
+use crate::config::{Format, Pipeline, Source};
+use crate::error::Error;
+use crate::storage;
+
+/// What was found for one source.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SourceSummary {
+    pub name: String,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+/// Register every source of `pipeline` in `ctx`.
+pub async fn register_all(ctx: &SessionContext, pipeline: &Pipeline) -> Result<Vec<SourceSummary>, Error> {
+    let mut summaries = Vec::with_capacity(pipeline.sources.len());
+    for source in &pipeline.sources {
+        summaries.push(register(ctx, source).await?);
+    }
+    Ok(summaries)
+}
+
+/// Fail with exit 99 when no source has files for this `ds` where one says where they would be.
+pub async fn check_ds_input(ctx: &SessionContext, pipeline: &Pipeline) -> Result<(), Error> {
+    for source in &pipeline.sources {
+        let Some(partition) = &source.ds_partition else {
+            continue;
+        };
+        let base = source.location.trim_end_matches('/');
+        let location = format!("{base}/{}/", partition.trim_matches('/'));
+        let files = list_files(ctx, source, &location).await?;
+        if files.is_empty() {
+            return Err(Error::NothingToDo(format!(
+                "source `{}` has no files for ds {} (looked in {location})",
+                source.name,
+                pipeline.date.ds_string()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// A source as an empty table with its declared schema, for planning without data (`validate`).
+pub fn register_declared(ctx: &SessionContext, source: &Source) -> Result<bool, Error> {
+    let Some(schema) = declared_schema(source) else {
+        return Ok(false);
+    };
+    let table = MemTable::try_new(schema, vec![vec![]]).map_err(|e| query_error(source, e))?;
+    ctx.register_table(source.name.as_str(), Arc::new(table))
+        .map_err(|e| query_error(source, e))?;
+    Ok(true)
+}
+
+/// The declared file columns plus the partition columns.
+fn declared_schema(source: &Source) -> Option<SchemaRef> {
+    let columns = source.schema.as_ref()?;
+    let fields = columns
+        .iter()
+        .chain(source.partitions.iter())
+        .map(|(name, data_type)| Field::new(name, data_type.clone(), true))
+        .collect::<Vec<_>>();
+    Some(Arc::new(Schema::new(fields)))
+}
+
+fn query_error(source: &Source, err: datafusion::error::DataFusionError) -> Error {
+    Error::SourceQuery {
+        name: source.name.clone(),
+        location: source.location.clone(),
+        source: err,
+    }
+}
+
+async fn list_files(ctx: &SessionContext, source: &Source, location: &str) -> Result<Vec<ObjectMeta>, Error> {
+    let url_text = storage::location_url(location)?;
+    let url = ListingTableUrl::parse(&url_text).map_err(|e| query_error(source, e))?;
+    let store = ctx
+        .runtime_env()
+        .object_store(url.object_store())
+        .map_err(|e| query_error(source, e))?;
+    let state = ctx.state();
+    let stream = url
+        .list_all_files(&state, store.as_ref(), "")
+        .await
+        .map_err(|e| query_error(source, e))?;
+    let files: Vec<ObjectMeta> = stream.try_collect().await.map_err(|e| query_error(source, e))?;
+    Ok(files.into_iter().filter(|meta| !is_hidden(meta)).collect())
+}
+
+/// `_SUCCESS`, `.crc` and other bookkeeping files are not data.
+fn is_hidden(meta: &ObjectMeta) -> bool {
+    meta.location
+        .filename()
+        .is_some_and(|name| name.starts_with('_') || name.starts_with('.'))
+}
+
+/// The compression a file name shows, and the suffix that selects files like it.
+fn classify_file(name: &str) -> (FileCompressionType, String) {
+    let lower = name.to_ascii_lowercase();
+    let compressed = [
+        (".gz", FileCompressionType::GZIP),
+        (".zst", FileCompressionType::ZSTD),
+        (".zstd", FileCompressionType::ZSTD),
+        (".bz2", FileCompressionType::BZIP2),
+        (".xz", FileCompressionType::XZ),
+    ];
+    for (suffix, compression) in compressed {
+        if let Some(stem) = lower.strip_suffix(suffix) {
+            let inner = stem.rfind('.').map(|dot| &stem[dot..]).unwrap_or("");
+            return (compression, format!("{inner}{suffix}"));
+        }
+    }
+    let extension = lower.rfind('.').map(|dot| lower[dot..].to_string()).unwrap_or_default();
+    (FileCompressionType::UNCOMPRESSED, extension)
+}
+
+fn file_format(source: &Source, compression: FileCompressionType) -> Arc<dyn FileFormat> {
+    match source.format {
+        Format::Csv => {
+            let null_regex = (!source.csv.null_values.is_empty()).then(|| {
+                let alternatives: Vec<String> =
+                    source.csv.null_values.iter().map(|value| regex_escape(value)).collect();
+                format!("^({})$", alternatives.join("|"))
+            });
+            Arc::new(
+                CsvFormat::default()
+                    .with_has_header(source.csv.header)
+                    .with_delimiter(source.csv.delimiter)
+                    .with_quote(source.csv.quote)
+                    .with_null_regex(null_regex)
+                    .with_file_compression_type(compression),
+            )
+        }
+        Format::Ndjson => Arc::new(JsonFormat::default().with_file_compression_type(compression)),
+        Format::Parquet => Arc::new(ParquetFormat::default()),
+        // Control characters that valid text rows (JSON above all) never hold raw: no splitting,
+        // no quoting, the whole line in one column.
+        Format::Lines => Arc::new(
+            CsvFormat::default()
+                .with_has_header(false)
+                .with_delimiter(0x1f)
+                .with_quote(0x1e)
+                .with_file_compression_type(compression),
+        ),
+    }
+}
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Register one source; errors name the source and its location.
+pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSummary, Error> {
+    let files = list_files(ctx, source, &source.location).await?;
+    let summary = SourceSummary {
+        name: source.name.clone(),
+        files: files.len(),
+        bytes: files.iter().map(|f| f.size).sum(),
+    };
+    if files.is_empty() {
+        if source.allow_empty && register_declared(ctx, source)? {
+            return Ok(summary);
+        }
+        let hint = if source.allow_empty {
+            " (allow_empty needs a declared schema)"
+        } else {
+            " (set `allow_empty: true` with a declared schema to accept that)"
+        };
+        return Err(Error::Source {
+            name: source.name.clone(),
+            location: source.location.clone(),
+            message: format!("no data files found{hint}"),
+        });
+    }
+
+    // Group files by (compression, selecting suffix).
+    let mut groups: BTreeMap<String, FileCompressionType> = BTreeMap::new();
+    for meta in &files {
+        let name = meta.location.filename().unwrap_or_default();
+        let (mut compression, suffix) = classify_file(name);
+        compression = match source.compression {
+            RawCompression::Auto => compression,
+            RawCompression::None => FileCompressionType::UNCOMPRESSED,
+            RawCompression::Gzip => FileCompressionType::GZIP,
+            RawCompression::Zstd => FileCompressionType::ZSTD,
+            RawCompression::Bzip2 => FileCompressionType::BZIP2,
+            RawCompression::Xz => FileCompressionType::XZ,
+        };
+        groups.insert(suffix, compression);
+    }
+    if groups.len() > 1 && groups.contains_key("") {
+        return Err(Error::Source {
+            name: source.name.clone(),
+            location: source.location.clone(),
+            message: "files without an extension sit beside others: cannot tell their format or compression apart"
+                .into(),
+        });
+    }
+    if source.format == Format::Parquet {
+        // Parquet compresses inside the file: one listing over every Parquet file.
+        groups.retain(|suffix, _| suffix.ends_with(".parquet") || suffix.is_empty());
+        if groups.is_empty() {
+            return Err(Error::Source {
+                name: source.name.clone(),
+                location: source.location.clone(),
+                message: "no `.parquet` files found".into(),
+            });
+        }
+    }
+
+    let url_text = storage::location_url(&source.location)?;
+    let url = ListingTableUrl::parse(&url_text).map_err(|e| query_error(source, e))?;
+    let state = ctx.state();
+    let partition_cols: Vec<(String, datafusion::arrow::datatypes::DataType)> = source.partitions.clone();
+    let mut tables: Vec<Arc<dyn TableProvider>> = Vec::new();
+    let mut file_schema: Option<SchemaRef> = source.schema.as_ref().map(|columns| {
+        Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|(name, data_type)| Field::new(name, data_type.clone(), true))
+                .collect::<Vec<_>>(),
+        ))
+    });
+    for (suffix, compression) in &groups {
+        let options = ListingOptions::new(file_format(source, *compression))
+            .with_file_extension(suffix.clone())
+            .with_table_partition_cols(partition_cols.clone());
+        let schema = match &file_schema {
+            Some(schema) => Arc::clone(schema),
+            None => {
+                let inferred = options
+                    .infer_schema(&state, &url)
+                    .await
+                    .map_err(|e| query_error(source, e))?;
+                // Every group must agree with the first group's schema; infer once.
+                file_schema = Some(Arc::clone(&inferred));
+                inferred
+            }
+        };
+        let config = ListingTableConfig::new(url.clone())
+            .with_listing_options(options)
+            .with_schema(schema);
+        let table = ListingTable::try_new(config).map_err(|e| query_error(source, e))?;
+        tables.push(Arc::new(table));
+    }
+
+    // One listing per kind of file; several kinds are read as one table.
+    let mut frames = Vec::with_capacity(tables.len());
+    for table in tables {
+        frames.push(ctx.read_table(table).map_err(|e| query_error(source, e))?);
+    }
+    let mut frames = frames.into_iter();
+    let Some(first) = frames.next() else {
+        return Err(Error::Source {
+            name: source.name.clone(),
+            location: source.location.clone(),
+            message: "no readable files found".into(),
+        });
+    };
+    let combined = frames
+        .try_fold(first, |all, next| all.union(next))
+        .map_err(|e| query_error(source, e))?;
+    let provider: Arc<dyn TableProvider> = combined.into_view();
+    ctx.register_table(source.name.as_str(), provider)
+        .map_err(|e| query_error(source, e))?;
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_and_suffix_from_file_names() {
+        assert_eq!(
+            classify_file("part-0.ndjson.gz"),
+            (FileCompressionType::GZIP, ".ndjson.gz".into())
+        );
+        assert_eq!(
+            classify_file("orders.CSV.zst"),
+            (FileCompressionType::ZSTD, ".csv.zst".into())
+        );
+        assert_eq!(
+            classify_file("orders.csv"),
+            (FileCompressionType::UNCOMPRESSED, ".csv".into())
+        );
+        assert_eq!(
+            classify_file("data"),
+            (FileCompressionType::UNCOMPRESSED, String::new())
+        );
+    }
+
+    #[test]
+    fn null_markers_become_an_anchored_regex() {
+        assert_eq!(regex_escape("N/A (x)"), "N/A \\(x\\)");
+    }
+}

@@ -1,0 +1,356 @@
+//! Transform: SQL steps, their dependency order, and running them on DataFusion.
+//!
+//! A step's dependencies are the tables its SQL reads (found by parsing it, CTE names excluded)
+//! plus its `depends_on`. Steps run in dependency order, ties broken by their order in the file.
+//! Each step becomes a table named after it: a view, or a materialised in-memory table when
+//! several later steps or marts read it (or `materialize: true`).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::MemTable;
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::sql::parser::DFParserBuilder;
+use datafusion::sql::resolve::resolve_table_references;
+
+use crate::config::{Diagnostic, Diagnostics, Pipeline, Step, did_you_mean};
+use crate::error::Error;
+
+/// The steps of a pipeline in the order they run, with what each reads.
+#[derive(Debug, Clone)]
+pub struct StepGraph {
+    /// Indexes into `pipeline.steps`, in run order.
+    pub order: Vec<usize>,
+    /// For each step (by index), the steps it needs.
+    pub upstream: Vec<BTreeSet<usize>>,
+    /// For each step, how many steps and marts read it.
+    pub consumers: Vec<usize>,
+}
+
+impl StepGraph {
+    /// Indexes of `targets` and everything they need, in run order.
+    pub fn closure(&self, targets: &[usize]) -> Vec<usize> {
+        let mut needed: HashSet<usize> = HashSet::new();
+        let mut stack: Vec<usize> = targets.to_vec();
+        while let Some(index) = stack.pop() {
+            if needed.insert(index) {
+                stack.extend(self.upstream[index].iter().copied());
+            }
+        }
+        self.order
+            .iter()
+            .copied()
+            .filter(|index| needed.contains(index))
+            .collect()
+    }
+}
+
+fn step_diagnostic(pipeline: &Pipeline, step: &Step, message: String, hint: Option<String>) -> Diagnostic {
+    let text = std::fs::read_to_string(&pipeline.file).unwrap_or_default();
+    let needle = format!("name: {}", step.name);
+    let (line, column) = match text.find(&needle) {
+        Some(index) => {
+            let before = &text[..index];
+            (
+                Some(before.matches('\n').count() + 1),
+                Some(index - before.rfind('\n').map_or(0, |nl| nl + 1) + 1),
+            )
+        }
+        None => (None, None),
+    };
+    Diagnostic {
+        file: pipeline.file.clone(),
+        line,
+        column,
+        key: Some(format!("steps.{}", step.name)),
+        message,
+        hint,
+    }
+}
+
+/// The tables a step's SQL reads, as written (lower-cased unless quoted), CTEs excluded.
+pub fn tables_read(sql: &str) -> Result<Vec<String>, String> {
+    let mut statements = DFParserBuilder::new(sql)
+        .build()
+        .and_then(|mut parser| parser.parse_statements())
+        .map_err(|err| err.to_string())?;
+    if statements.len() != 1 {
+        return Err(format!(
+            "a step holds exactly one SQL query; found {}",
+            statements.len()
+        ));
+    }
+    let statement = statements.pop_front().ok_or("empty SQL")?;
+    let (tables, _ctes) = resolve_table_references(&statement, true).map_err(|err| err.to_string())?;
+    let mut names: Vec<String> = tables
+        .into_iter()
+        .filter(|table| table.schema() != Some("information_schema"))
+        .map(|table| table.table().to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    Ok(names)
+}
+
+/// Work out the run order, reporting unknown tables and cycles (all of them).
+pub fn resolve(pipeline: &Pipeline) -> Result<StepGraph, Diagnostics> {
+    let step_index: HashMap<&str, usize> = pipeline
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.as_str(), i))
+        .collect();
+    let known: Vec<&str> = pipeline
+        .sources
+        .iter()
+        .map(|s| s.name.as_str())
+        .chain(pipeline.steps.iter().map(|s| s.name.as_str()))
+        .collect();
+    let mut problems = Vec::new();
+    let mut upstream: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); pipeline.steps.len()];
+    for (index, step) in pipeline.steps.iter().enumerate() {
+        let reads = match tables_read(&step.sql) {
+            Ok(reads) => reads,
+            Err(message) => {
+                problems.push(step_diagnostic(
+                    pipeline,
+                    step,
+                    format!("SQL of {} does not parse: {message}", step.origin),
+                    None,
+                ));
+                continue;
+            }
+        };
+        for table in reads.iter().chain(step.depends_on.iter()) {
+            if let Some(&dependency) = step_index.get(table.as_str()) {
+                upstream[index].insert(dependency);
+            } else if pipeline.source(table).is_none() {
+                let hint = did_you_mean(table, known.iter().copied()).map(|close| format!("did you mean `{close}`?"));
+                problems.push(step_diagnostic(
+                    pipeline,
+                    step,
+                    format!(
+                        "step `{}` ({}) reads table `{table}`, which is neither a source nor a step",
+                        step.name, step.origin
+                    ),
+                    hint,
+                ));
+            }
+        }
+    }
+
+    // Kahn's algorithm; among ready steps, the earliest in the file runs first.
+    let mut remaining: Vec<usize> = upstream.iter().map(BTreeSet::len).collect();
+    let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); pipeline.steps.len()];
+    for (index, deps) in upstream.iter().enumerate() {
+        for &dep in deps {
+            downstream[dep].push(index);
+        }
+    }
+    let mut ready: BTreeSet<usize> = (0..pipeline.steps.len()).filter(|&i| remaining[i] == 0).collect();
+    let mut order = Vec::with_capacity(pipeline.steps.len());
+    while let Some(index) = ready.pop_first() {
+        order.push(index);
+        for &next in &downstream[index] {
+            remaining[next] -= 1;
+            if remaining[next] == 0 {
+                ready.insert(next);
+            }
+        }
+    }
+    if order.len() < pipeline.steps.len() {
+        let stuck: Vec<usize> = (0..pipeline.steps.len()).filter(|i| !order.contains(i)).collect();
+        let cycle = find_cycle(&upstream, &stuck);
+        let names: Vec<&str> = cycle.iter().map(|&i| pipeline.steps[i].name.as_str()).collect();
+        let first = &pipeline.steps[cycle[0]];
+        problems.push(step_diagnostic(
+            pipeline,
+            first,
+            format!("dependency cycle (each step reads the next): {}", names.join(" → ")),
+            Some("a step cannot read, directly or through others, its own result".into()),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(Diagnostics(problems));
+    }
+
+    let mut consumers: Vec<usize> = vec![0; pipeline.steps.len()];
+    for deps in &upstream {
+        for &dep in deps {
+            consumers[dep] += 1;
+        }
+    }
+    for mart in &pipeline.marts {
+        if let Some(&index) = step_index.get(mart.from.as_str()) {
+            consumers[index] += 1;
+        }
+    }
+    Ok(StepGraph {
+        order,
+        upstream,
+        consumers,
+    })
+}
+
+/// One cycle among `stuck` steps, closed (first element repeated at the end).
+fn find_cycle(upstream: &[BTreeSet<usize>], stuck: &[usize]) -> Vec<usize> {
+    let stuck_set: HashSet<usize> = stuck.iter().copied().collect();
+    // Every stuck step has a stuck dependency; walking them must revisit a step.
+    let mut path = vec![stuck[0]];
+    loop {
+        let current = path[path.len() - 1];
+        let next = upstream[current]
+            .iter()
+            .copied()
+            .find(|d| stuck_set.contains(d))
+            .unwrap_or(current);
+        if let Some(position) = path.iter().position(|&p| p == next) {
+            let mut cycle = path[position..].to_vec();
+            cycle.push(next);
+            return cycle;
+        }
+        path.push(next);
+    }
+}
+
+fn sql_options() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// Plan one step's SQL in `ctx` (its inputs must be registered).
+pub async fn plan_step(ctx: &SessionContext, step: &Step) -> Result<DataFrame, Error> {
+    ctx.sql_with_options(&step.sql, sql_options())
+        .await
+        .map_err(|source| step_error(step, source))
+}
+
+pub fn step_error(step: &Step, source: datafusion::error::DataFusionError) -> Error {
+    Error::Step {
+        step: step.name.clone(),
+        origin: step.origin.clone(),
+        source,
+    }
+}
+
+/// What running one step did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StepOutcome {
+    pub name: String,
+    pub materialized: bool,
+    /// Known for materialised steps; a view's rows are counted where it is read.
+    pub rows: Option<u64>,
+    pub duration_ms: u64,
+    #[serde(skip)]
+    pub schema: Option<SchemaRef>,
+}
+
+/// Run `indexes` (already in order): each becomes a table in `ctx`.
+pub async fn run_steps(
+    ctx: &SessionContext,
+    pipeline: &Pipeline,
+    graph: &StepGraph,
+    indexes: &[usize],
+    on_step: &dyn Fn(&Step),
+) -> Result<Vec<StepOutcome>, Error> {
+    let mut outcomes = Vec::with_capacity(indexes.len());
+    for &index in indexes {
+        let step = &pipeline.steps[index];
+        on_step(step);
+        let started = Instant::now();
+        let frame = plan_step(ctx, step).await?;
+        let materialize = step.materialize.unwrap_or(graph.consumers[index] > 1);
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+        let rows = if materialize {
+            let partitions = frame
+                .collect_partitioned()
+                .await
+                .map_err(|source| step_error(step, source))?;
+            let rows = partitions.iter().flatten().map(|batch| batch.num_rows() as u64).sum();
+            let table =
+                MemTable::try_new(Arc::clone(&schema), partitions).map_err(|source| step_error(step, source))?;
+            ctx.register_table(step.name.as_str(), Arc::new(table))
+                .map_err(|source| step_error(step, source))?;
+            Some(rows)
+        } else {
+            ctx.register_table(step.name.as_str(), frame.into_view())
+                .map_err(|source| step_error(step, source))?;
+            None
+        };
+        tracing::info!(step = %step.name, materialized = materialize, rows, elapsed_ms = started.elapsed().as_millis() as u64, "step ready");
+        outcomes.push(StepOutcome {
+            name: step.name.clone(),
+            materialized: materialize,
+            rows,
+            duration_ms: started.elapsed().as_millis() as u64,
+            schema: Some(schema),
+        });
+    }
+    Ok(outcomes)
+}
+
+/// Plan every step without reading data (sources must be registered), collecting every failure.
+/// Returns each planned step's output schema, in run order.
+pub async fn plan_all(
+    ctx: &SessionContext,
+    pipeline: &Pipeline,
+    graph: &StepGraph,
+) -> (Vec<(usize, SchemaRef)>, Vec<Error>) {
+    let mut planned = Vec::new();
+    let mut failures = Vec::new();
+    let mut failed: HashSet<usize> = HashSet::new();
+    for &index in &graph.order {
+        let step = &pipeline.steps[index];
+        if graph.upstream[index].iter().any(|dep| failed.contains(dep)) {
+            failed.insert(index);
+            continue;
+        }
+        match plan_step(ctx, step).await {
+            Ok(frame) => {
+                let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+                if let Err(source) = ctx.register_table(step.name.as_str(), frame.into_view()) {
+                    failures.push(step_error(step, source));
+                    failed.insert(index);
+                    continue;
+                }
+                planned.push((index, schema));
+            }
+            Err(err) => {
+                failures.push(err);
+                failed.insert(index);
+            }
+        }
+    }
+    (planned, failures)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_tables_but_not_ctes() {
+        let sql = "WITH recent AS (SELECT * FROM events WHERE x > 1) \
+                   SELECT * FROM recent JOIN Orders o ON true, information_schema.tables";
+        assert_eq!(
+            tables_read(sql).unwrap(),
+            vec!["events".to_string(), "orders".to_string()]
+        );
+        assert!(tables_read("SELECT 1; SELECT 2").unwrap_err().contains("exactly one"));
+        assert!(tables_read("SELEC 1").is_err());
+    }
+
+    #[test]
+    fn a_cycle_is_reported_closed() {
+        // 0 reads 2, 1 reads 0, 2 reads 1.
+        let upstream = vec![BTreeSet::from([2]), BTreeSet::from([0]), BTreeSet::from([1])];
+        let cycle = find_cycle(&upstream, &[0, 1, 2]);
+        assert_eq!(cycle.first(), cycle.last());
+        assert_eq!(cycle.len(), 4);
+    }
+}

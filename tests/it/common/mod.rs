@@ -1,0 +1,160 @@
+//! Helpers shared by the integration tests: a project folder per test, the real `lifemap`
+//! binary, a real S3-compatible server, and reading published marts back.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use assert_cmd::Command;
+use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use tempfile::TempDir;
+
+pub mod fixture;
+pub mod s3;
+
+/// A scratch project: `pipelines/`, `sql/` and data folders under a temporary directory.
+pub struct Project {
+    pub dir: TempDir,
+}
+
+impl Project {
+    pub fn new() -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("lifemap-test-")
+            .tempdir()
+            .expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("pipelines")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("sql")).expect("mkdir");
+        Self { dir }
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Write a file (creating folders) and return its path.
+    pub fn write(&self, relative: &str, content: impl AsRef<[u8]>) -> PathBuf {
+        let path = self.path(relative);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&path, content).expect("write");
+        path
+    }
+
+    /// Write gzip-compressed content.
+    pub fn write_gz(&self, relative: &str, content: &str) -> PathBuf {
+        use std::io::Write;
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(content.as_bytes()).expect("gzip");
+        self.write(relative, encoder.finish().expect("gzip"))
+    }
+
+    /// `lifemap` run from the project folder, with a clean environment for S3 settings.
+    pub fn lifemap(&self) -> Command {
+        let mut command = Command::cargo_bin("lifemap").expect("binary");
+        command.current_dir(self.dir.path());
+        for var in [
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ENDPOINT",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+            "AWS_SESSION_TOKEN",
+        ] {
+            command.env_remove(var);
+        }
+        command.env("NO_COLOR", "1").env_remove("LIFEMAP_LOG");
+        command
+    }
+}
+
+/// The output of one command.
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// The JSON summary: the last line of stdout.
+    pub fn summary(&self) -> serde_json::Value {
+        let last = self
+            .stdout
+            .lines()
+            .last()
+            .unwrap_or_else(|| panic!("no stdout; stderr:\n{}", self.stderr));
+        serde_json::from_str(last).unwrap_or_else(|err| panic!("last stdout line is not JSON ({err}): {last}"))
+    }
+}
+
+pub fn run(mut command: Command) -> Outcome {
+    let output = command.output().expect("run lifemap");
+    Outcome {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+/// Run and insist on an exit code, showing the output when it differs.
+pub fn run_expecting(command: Command, code: i32) -> Outcome {
+    let outcome = run(command);
+    assert_eq!(
+        outcome.code, code,
+        "exit code\nstdout:\n{}\nstderr:\n{}",
+        outcome.stdout, outcome.stderr
+    );
+    outcome
+}
+
+/// A runtime for the async helpers below (tests themselves stay synchronous).
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime")
+        })
+        .block_on(future)
+}
+
+/// Read Parquet files at `location` (a folder or file URL/path) with `sql` over table `t`,
+/// formatted as a table for comparison.
+pub fn query_parquet(ctx: &SessionContext, location: &str, sql: &str) -> String {
+    block_on(async {
+        let _ = ctx.deregister_table("t");
+        ctx.register_parquet("t", location, ParquetReadOptions::default())
+            .await
+            .expect("register parquet");
+        let batches: Vec<RecordBatch> = ctx.sql(sql).await.expect("sql").collect().await.expect("collect");
+        pretty_format_batches(&batches).expect("format").to_string()
+    })
+}
+
+/// Every file below `dir`, relative, sorted.
+pub fn files_below(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if let Ok(relative) = path.strip_prefix(dir) {
+                out.push(relative.to_string_lossy().into_owned());
+            }
+        }
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,309 @@
+//! Runs on the local filesystem: marts, reruns, failures, selection, backfills, exit codes.
+
+use datafusion::prelude::SessionContext;
+
+use crate::common::fixture::{self, EVENTS_PER_CUSTOMER_1031, REVENUE_1031};
+use crate::common::{Project, files_below, query_parquet, run, run_expecting};
+
+fn run_shop(project: &Project, args: &[&str]) -> crate::common::Outcome {
+    let mut command = project.lifemap();
+    command.args(["run", "pipelines/shop.yaml"]).args(args);
+    run(command)
+}
+
+fn mart(project: &Project, mart: &str, ds: &str, sql: &str) -> String {
+    let folder = project.path(&format!("out/{mart}/ds={ds}/"));
+    query_parquet(&SessionContext::new(), folder.to_str().expect("utf-8 path"), sql)
+}
+
+fn data_files(project: &Project, mart: &str, ds: &str) -> Vec<(String, Vec<u8>)> {
+    let folder = project.path(&format!("out/{mart}/ds={ds}"));
+    files_below(&folder)
+        .into_iter()
+        .filter(|name| name.ends_with(".parquet"))
+        .map(|name| {
+            let bytes = std::fs::read(folder.join(&name)).expect("read");
+            (name, bytes)
+        })
+        .collect()
+}
+
+#[test]
+fn run_publishes_marts_with_the_expected_values() {
+    let project = fixture::local_shop();
+    let outcome = run_shop(&project, &["--ds", "2026-10-31"]);
+    assert_eq!(outcome.code, 0, "stderr:\n{}", outcome.stderr);
+    let summary = outcome.summary();
+    assert_eq!(summary["status"], "success");
+    assert_eq!(summary["exit_code"], 0);
+    assert_eq!(summary["ds"], "2026-10-31");
+    assert_eq!(summary["rows"]["events_per_customer"], 2);
+    assert_eq!(summary["rows"]["revenue"], 2);
+    assert_eq!(summary["rows"]["fragile"], 0);
+
+    assert_eq!(
+        mart(
+            &project,
+            "events_per_customer",
+            "2026-10-31",
+            "SELECT * FROM t ORDER BY customer_id"
+        ),
+        EVENTS_PER_CUSTOMER_1031
+    );
+    assert_eq!(
+        mart(&project, "revenue", "2026-10-31", "SELECT * FROM t ORDER BY country"),
+        REVENUE_1031
+    );
+
+    // Each partition is committed by a manifest naming exactly its files.
+    let folder = project.path("out/revenue/ds=2026-10-31");
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(folder.join("_SUCCESS")).expect("_SUCCESS")).expect("json");
+    assert_eq!(manifest["rows"], 2);
+    let listed: Vec<String> = manifest["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .map(|f| f["name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    let mut on_disk: Vec<String> = files_below(&folder).into_iter().filter(|n| n != "_SUCCESS").collect();
+    on_disk.sort();
+    assert_eq!(listed, on_disk);
+
+    // The run's results sit beside the marts; staging is cleaned up.
+    let results: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(project.path("out/_runs/ds=2026-10-31/run_results.json")).expect("run_results"),
+    )
+    .expect("json");
+    assert_eq!(results["status"], "success");
+    assert_eq!(results["pipeline"], "shop");
+    assert!(
+        results["pipeline_hash"]
+            .as_str()
+            .is_some_and(|h| h.starts_with("sha256:"))
+    );
+    assert_eq!(results["marts"].as_array().map(Vec::len), Some(3));
+    assert_eq!(
+        results["sources"][0]["files"], 3,
+        "three event files, of two compressions"
+    );
+    assert_eq!(results["lifemap_version"], env!("CARGO_PKG_VERSION"));
+    assert!(files_below(&project.path("out/_staging")).is_empty());
+}
+
+#[test]
+fn rerun_of_a_ds_gives_identical_marts_and_leaves_other_partitions_alone() {
+    let project = fixture::local_shop();
+    assert_eq!(run_shop(&project, &["--ds", "2026-10-30"]).code, 0);
+    let other_before = data_files(&project, "events_per_customer", "2026-10-30");
+    assert_eq!(run_shop(&project, &["--ds", "2026-10-31"]).code, 0);
+    let first = data_files(&project, "events_per_customer", "2026-10-31");
+    assert_eq!(run_shop(&project, &["--ds", "2026-10-31"]).code, 0);
+    let second = data_files(&project, "events_per_customer", "2026-10-31");
+
+    // Names carry the run id; the bytes are identical and the old run's files are gone.
+    assert_eq!(first.len(), 1);
+    assert_eq!(second.len(), 1);
+    assert_ne!(first[0].0, second[0].0);
+    assert_eq!(first[0].1, second[0].1, "a rerun writes byte-identical Parquet");
+    assert_eq!(data_files(&project, "events_per_customer", "2026-10-30"), other_before);
+}
+
+#[test]
+fn a_failure_between_two_marts_leaves_the_published_partitions_intact() {
+    let project = fixture::local_shop();
+    assert_eq!(run_shop(&project, &["--ds", "2026-10-31"]).code, 0);
+    let before = data_files(&project, "events_per_customer", "2026-10-31");
+
+    // New data that would change the mart, and a mart that now fails after the first was written.
+    let (path, content) = fixture::late_event();
+    project.write(&format!("exports/{path}"), content);
+    let outcome = run_shop(&project, &["--ds", "2026-10-31", "--var", "fail=true"]);
+    assert_eq!(outcome.code, 1, "stderr:\n{}", outcome.stderr);
+    let summary = outcome.summary();
+    assert_eq!(summary["status"], "failed");
+    assert!(
+        summary["error"].as_str().is_some_and(|e| e.contains("fragile")),
+        "{summary}"
+    );
+    assert!(
+        outcome.stderr.contains("error: mart `fragile`") || outcome.stderr.contains("computing mart `fragile`"),
+        "{}",
+        outcome.stderr
+    );
+
+    assert_eq!(data_files(&project, "events_per_customer", "2026-10-31"), before);
+    assert_eq!(
+        mart(
+            &project,
+            "events_per_customer",
+            "2026-10-31",
+            "SELECT * FROM t ORDER BY customer_id"
+        ),
+        EVENTS_PER_CUSTOMER_1031
+    );
+    assert!(
+        files_below(&project.path("out/_staging")).is_empty(),
+        "staging is discarded"
+    );
+    let results: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(project.path("out/_runs/ds=2026-10-31/run_results.json")).expect("run_results"),
+    )
+    .expect("json");
+    assert_eq!(results["status"], "failed");
+    assert_eq!(results["exit_code"], 1);
+
+    // With the failure gone, the late event shows up.
+    assert_eq!(run_shop(&project, &["--ds", "2026-10-31"]).code, 0);
+    assert_eq!(
+        mart(
+            &project,
+            "events_per_customer",
+            "2026-10-31",
+            "SELECT events FROM t WHERE customer_id = 'c2'"
+        ),
+        "+--------+\n| events |\n+--------+\n| 2      |\n+--------+"
+    );
+}
+
+#[test]
+fn no_input_for_the_ds_exits_99_and_publishes_nothing() {
+    let project = fixture::local_shop();
+    let outcome = run_shop(&project, &["--ds", "2026-11-05"]);
+    assert_eq!(outcome.code, 99, "stderr:\n{}", outcome.stderr);
+    assert_eq!(outcome.summary()["status"], "skipped");
+    assert!(
+        outcome.stderr.contains("no files for ds 2026-11-05"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!project.path("out/revenue").exists());
+}
+
+#[test]
+fn backfill_runs_each_date_in_order() {
+    let project = fixture::local_shop();
+    let outcome = run_shop(&project, &["--from", "2026-10-30", "--to", "2026-11-02"]);
+    // 11-02 has no events: skipped, which does not fail the backfill.
+    assert_eq!(outcome.code, 0, "stderr:\n{}", outcome.stderr);
+    let summary = outcome.summary();
+    let runs = summary["runs"].as_array().expect("runs");
+    let statuses: Vec<(&str, &str)> = runs
+        .iter()
+        .map(|r| (r["ds"].as_str().unwrap_or(""), r["status"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![
+            ("2026-10-30", "success"),
+            ("2026-10-31", "success"),
+            ("2026-11-01", "success"),
+            ("2026-11-02", "skipped")
+        ]
+    );
+    assert_eq!(
+        outcome.stdout.lines().count(),
+        5,
+        "one line per date and a final summary"
+    );
+    assert_eq!(
+        mart(
+            &project,
+            "events_per_customer",
+            "2026-11-01",
+            "SELECT SUM(events) AS n FROM t"
+        ),
+        "+---+\n| n |\n+---+\n| 4 |\n+---+"
+    );
+}
+
+#[test]
+fn select_runs_only_what_a_mart_needs() {
+    let project = fixture::local_shop();
+    let outcome = run_shop(&project, &["--ds", "2026-10-31", "--select", "revenue"]);
+    assert_eq!(outcome.code, 0, "stderr:\n{}", outcome.stderr);
+    assert_eq!(outcome.summary()["rows"], serde_json::json!({"revenue": 2}));
+    assert!(project.path("out/revenue/ds=2026-10-31/_SUCCESS").exists());
+    assert!(!project.path("out/events_per_customer").exists());
+
+    let unknown = run_shop(&project, &["--ds", "2026-10-31", "--select", "revenu"]);
+    assert_eq!(unknown.code, 2);
+    assert!(unknown.stderr.contains("did you mean `revenue`"), "{}", unknown.stderr);
+}
+
+#[test]
+fn an_sql_error_names_the_step_and_its_file() {
+    let project = fixture::local_shop();
+    project.write("sql/revenue.sql", "SELECT no_such_column FROM orders");
+    let outcome = run_shop(&project, &["--ds", "2026-10-31"]);
+    assert_eq!(outcome.code, 1);
+    assert!(outcome.stderr.contains("step `revenue`"), "{}", outcome.stderr);
+    assert!(outcome.stderr.contains("sql/revenue.sql"), "{}", outcome.stderr);
+    assert!(outcome.stderr.contains("no_such_column"), "{}", outcome.stderr);
+}
+
+#[test]
+fn a_missing_source_location_is_one_clear_line() {
+    let project = fixture::local_shop();
+    std::fs::remove_dir_all(project.path("exports/orders")).expect("rm");
+    let outcome = run_shop(&project, &["--ds", "2026-10-31"]);
+    assert_eq!(outcome.code, 1);
+    let first_error = outcome
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .expect("an error line");
+    assert!(
+        first_error.contains("source `orders`") && first_error.contains("no data files found"),
+        "{first_error}"
+    );
+    assert!(!outcome.stderr.contains("panicked"));
+}
+
+#[test]
+fn plan_prints_order_sql_and_schemas() {
+    let project = fixture::local_shop();
+    let mut command = project.lifemap();
+    command.args(["plan", "pipelines/shop.yaml", "--ds", "2026-10-31"]);
+    let outcome = run_expecting(command, 0);
+    let out = &outcome.stdout;
+    assert!(
+        out.contains("pipeline shop for ds 2026-10-31 (as_of 2026-11-01T00:00:00Z)"),
+        "{out}"
+    );
+    let order: Vec<&str> = out
+        .lines()
+        .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .collect();
+    assert_eq!(
+        order,
+        vec![
+            "1. events_per_customer (inline query)",
+            "2. fragile (sql/fragile.sql)",
+            "3. revenue (sql/revenue.sql)"
+        ]
+    );
+    assert!(out.contains("WHERE dt <= DATE '2026-10-31'"), "rendered SQL: {out}");
+    assert!(out.contains("revenue: Float64"), "{out}");
+    assert!(out.contains("first_dt: Date32"), "{out}");
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    let project = Project::new();
+    let mut command = project.lifemap();
+    command.arg("--help");
+    let outcome = run_expecting(command, 0);
+    for line in [
+        "75  temporary failure",
+        "99  nothing to do",
+        "3   data-quality failure",
+        "2   configuration or usage error",
+    ] {
+        assert!(
+            outcome.stdout.contains(line),
+            "--help lacks `{line}`:\n{}",
+            outcome.stdout
+        );
+    }
+}

@@ -1,0 +1,6 @@
+//! Integration tests: the real `lifemap` binary, real files, a real S3-compatible server.
+
+mod common;
+mod engine;
+mod s3;
+mod validate;

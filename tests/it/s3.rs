@@ -1,0 +1,207 @@
+//! The engine against a real S3-compatible server over HTTP (in-process s3s-fs, or Garage when
+//! `LIFEMAP_TEST_S3_ENDPOINT` is set): no mock of object_store anywhere.
+
+use crate::common::fixture::{self, EVENTS_PER_CUSTOMER_1031, REVENUE_1031};
+use crate::common::s3::{S3Target, target};
+use crate::common::{Outcome, Project, query_parquet, run};
+
+/// A project whose exports live in S3 and whose marts are published to S3.
+fn s3_shop(test: &str) -> (Project, S3Target) {
+    let s3 = target(test);
+    let project = Project::new();
+    fixture::install_pipeline(&project);
+    for (path, content) in fixture::exports() {
+        s3.put(&format!("exports/{path}"), content);
+    }
+    (project, s3)
+}
+
+fn run_on_s3(project: &Project, s3: &S3Target, args: &[&str]) -> Outcome {
+    let mut command = project.lifemap();
+    s3.configure(&mut command);
+    command
+        .args(["run", "pipelines/shop.yaml"])
+        .args([
+            "--var",
+            &format!("exports={}", s3.uri("exports")),
+            "--var",
+            &format!("out={}", s3.uri("out")),
+        ])
+        .args(args);
+    run(command)
+}
+
+fn s3_mart(s3: &S3Target, mart: &str, ds: &str, sql: &str) -> String {
+    query_parquet(&s3.session(), &s3.uri(&format!("out/{mart}/ds={ds}/")), sql)
+}
+
+#[test]
+fn reads_csv_ndjson_gzip_and_parquet_from_s3_and_publishes_marts_there() {
+    let (project, s3) = s3_shop("roundtrip");
+    let outcome = run_on_s3(&project, &s3, &["--ds", "2026-10-31"]);
+    assert_eq!(outcome.code, 0, "stderr:\n{}", outcome.stderr);
+    assert_eq!(outcome.summary()["rows"]["events_per_customer"], 2);
+
+    assert_eq!(
+        s3_mart(
+            &s3,
+            "events_per_customer",
+            "2026-10-31",
+            "SELECT * FROM t ORDER BY customer_id"
+        ),
+        EVENTS_PER_CUSTOMER_1031
+    );
+    assert_eq!(
+        s3_mart(&s3, "revenue", "2026-10-31", "SELECT * FROM t ORDER BY country"),
+        REVENUE_1031
+    );
+    let published = s3.list("out/revenue/ds=2026-10-31/");
+    assert_eq!(published.len(), 2, "{published:?}");
+    assert!(published.contains(&"out/revenue/ds=2026-10-31/_SUCCESS".to_string()));
+    let results: serde_json::Value =
+        serde_json::from_slice(&s3.get("out/_runs/ds=2026-10-31/run_results.json")).expect("json");
+    assert_eq!(results["status"], "success");
+    assert!(s3.list("out/_staging/").is_empty(), "staging cleaned up");
+
+    // The secret never appears in what lifemap prints or writes.
+    let secret = &s3.secret;
+    assert!(!outcome.stdout.contains(secret.as_str()) && !outcome.stderr.contains(secret.as_str()));
+    assert!(!String::from_utf8_lossy(&s3.get("out/_runs/ds=2026-10-31/run_results.json")).contains(secret.as_str()));
+}
+
+#[test]
+fn on_s3_a_failure_between_marts_keeps_the_previous_partition() {
+    let (project, s3) = s3_shop("failure");
+    assert_eq!(run_on_s3(&project, &s3, &["--ds", "2026-10-31"]).code, 0);
+    let before = s3.list("out/events_per_customer/ds=2026-10-31/");
+    let (path, content) = fixture::late_event();
+    s3.put(&format!("exports/{path}"), content);
+
+    let outcome = run_on_s3(&project, &s3, &["--ds", "2026-10-31", "--var", "fail=true"]);
+    assert_eq!(outcome.code, 1, "stderr:\n{}", outcome.stderr);
+    assert_eq!(s3.list("out/events_per_customer/ds=2026-10-31/"), before);
+    assert_eq!(
+        s3_mart(
+            &s3,
+            "events_per_customer",
+            "2026-10-31",
+            "SELECT * FROM t ORDER BY customer_id"
+        ),
+        EVENTS_PER_CUSTOMER_1031
+    );
+    assert!(s3.list("out/_staging/").is_empty());
+}
+
+#[test]
+fn on_s3_a_rerun_replaces_only_its_partition() {
+    let (project, s3) = s3_shop("rerun");
+    assert_eq!(run_on_s3(&project, &s3, &["--ds", "2026-10-30"]).code, 0);
+    let other = s3.list("out/revenue/ds=2026-10-30/");
+    let data = |names: &[String]| {
+        names
+            .iter()
+            .find(|n| n.ends_with(".parquet"))
+            .map(|n| s3.get(n))
+            .expect("a data file")
+    };
+    assert_eq!(run_on_s3(&project, &s3, &["--ds", "2026-10-31"]).code, 0);
+    let first = s3.list("out/revenue/ds=2026-10-31/");
+    let first_bytes = data(&first);
+    assert_eq!(run_on_s3(&project, &s3, &["--ds", "2026-10-31"]).code, 0);
+    let second = s3.list("out/revenue/ds=2026-10-31/");
+    assert_eq!(first.len(), 2);
+    assert_eq!(second.len(), 2, "the earlier run's file is removed: {second:?}");
+    assert_ne!(first, second);
+    assert_eq!(first_bytes, data(&second), "a rerun writes byte-identical Parquet");
+    assert_eq!(s3.list("out/revenue/ds=2026-10-30/"), other);
+    assert_eq!(
+        s3_mart(&s3, "revenue", "2026-10-31", "SELECT * FROM t ORDER BY country"),
+        REVENUE_1031
+    );
+}
+
+#[test]
+fn refused_credentials_are_a_configuration_error() {
+    let (project, s3) = s3_shop("badkey");
+    let mut command = project.lifemap();
+    s3.configure(&mut command);
+    command
+        .env("AWS_SECRET_ACCESS_KEY", "wrong-secret")
+        .args(["run", "pipelines/shop.yaml", "--ds", "2026-10-31"])
+        .args([
+            "--var",
+            &format!("exports={}", s3.uri("exports")),
+            "--var",
+            &format!("out={}", s3.uri("out")),
+        ]);
+    let outcome = run(command);
+    assert_eq!(outcome.code, 2, "stderr:\n{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("hint: check the S3 credentials"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!outcome.stderr.contains("wrong-secret"));
+    assert!(!outcome.stderr.contains("panicked"));
+}
+
+#[test]
+fn unreachable_storage_is_a_temporary_failure() {
+    let project = Project::new();
+    fixture::install_pipeline(&project);
+    // Fewer, faster retries than the defaults so the test is quick.
+    let pipeline = std::fs::read_to_string(project.path("pipelines/shop.yaml"))
+        .expect("read")
+        .replace(
+            "sources:",
+            "storage:\n  s3:\n    max_retries: 1\n    retry_timeout: 2s\n    connect_timeout: 1s\nsources:",
+        );
+    project.write("pipelines/shop.yaml", pipeline);
+    let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
+    let mut command = project.lifemap();
+    command
+        .env("AWS_ACCESS_KEY_ID", "k")
+        .env("AWS_SECRET_ACCESS_KEY", "s")
+        .env("AWS_ENDPOINT", format!("http://127.0.0.1:{closed_port}"))
+        .env("AWS_REGION", "us-east-1")
+        .args([
+            "run",
+            "pipelines/shop.yaml",
+            "--ds",
+            "2026-10-31",
+            "--var",
+            "exports=s3://nowhere/exports",
+            "--var",
+            "out=s3://nowhere/out",
+        ]);
+    let outcome = run(command);
+    assert_eq!(outcome.code, 75, "stderr:\n{}", outcome.stderr);
+    assert_eq!(outcome.summary()["exit_code"], 75);
+    assert!(outcome.stderr.contains("safe to retry"), "{}", outcome.stderr);
+}
+
+#[test]
+fn missing_credentials_are_reported_before_any_request() {
+    let project = Project::new();
+    fixture::install_pipeline(&project);
+    let mut command = project.lifemap();
+    command.args([
+        "run",
+        "pipelines/shop.yaml",
+        "--ds",
+        "2026-10-31",
+        "--var",
+        "exports=s3://b/exports",
+    ]);
+    let outcome = run(command);
+    assert_eq!(outcome.code, 2, "stderr:\n{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("no S3 credentials for bucket `b`"),
+        "{}",
+        outcome.stderr
+    );
+}

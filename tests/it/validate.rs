@@ -1,0 +1,223 @@
+//! `lifemap validate`: every kind of mistake is reported with where it is.
+
+use crate::common::{Outcome, Project, run};
+
+const VALID: &str = "\
+name: v
+sources:
+  orders:
+    location: data/orders/
+    format: csv
+    schema:
+      order_id: string
+      amount: float
+steps:
+  - name: totals
+    query: SELECT SUM(amount) AS total FROM orders
+output:
+  location: out
+marts:
+  totals: {}
+";
+
+fn validate(pipeline: &str, files: &[(&str, &str)]) -> Outcome {
+    let project = Project::new();
+    project.write("pipelines/p.yaml", pipeline);
+    for (path, content) in files {
+        project.write(path, content);
+    }
+    let mut command = project.lifemap();
+    command
+        .args(["validate", "pipelines/p.yaml"])
+        .env_remove("LIFEMAP_TEST_UNSET_VAR");
+    let outcome = run(command);
+    assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
+    outcome
+}
+
+fn assert_reports(outcome: &Outcome, expected: &[&str]) {
+    assert_eq!(
+        outcome.code, 2,
+        "exit code\nstdout:\n{}\nstderr:\n{}",
+        outcome.stdout, outcome.stderr
+    );
+    let all = format!("{}{}", outcome.stdout, outcome.stderr);
+    for needle in expected {
+        assert!(all.contains(needle), "expected `{needle}` in:\n{all}");
+    }
+}
+
+#[test]
+fn a_valid_pipeline_passes() {
+    let outcome = validate(VALID, &[]);
+    assert_eq!(outcome.code, 0, "{}{}", outcome.stdout, outcome.stderr);
+    assert!(
+        outcome
+            .stdout
+            .contains("✓ pipelines/p.yaml: 1 sources, 1 steps planned, 1 marts"),
+        "{}",
+        outcome.stdout
+    );
+}
+
+#[test]
+fn unknown_key_names_line_column_and_the_likely_key() {
+    let outcome = validate(&VALID.replace("    format: csv", "    formt: csv"), &[]);
+    assert_reports(
+        &outcome,
+        &[
+            "pipelines/p.yaml:5:5: sources.orders: unknown field `formt`",
+            "hint: did you mean `format`?",
+        ],
+    );
+}
+
+#[test]
+fn bad_type_names_the_key() {
+    let outcome = validate(
+        &VALID.replace("    format: csv", "    format: csv\n    allow_empty: maybe"),
+        &[],
+    );
+    assert_reports(
+        &outcome,
+        &["pipelines/p.yaml:6:18: sources.orders.allow_empty: invalid type: string \"maybe\", expected a boolean"],
+    );
+    let outcome = validate(&VALID.replace("format: csv", "format: xlsx"), &[]);
+    assert_reports(
+        &outcome,
+        &["pipelines/p.yaml:5:13: sources.orders.format: unknown variant `xlsx`"],
+    );
+    let outcome = validate(&VALID.replace("amount: float", "amount: money"), &[]);
+    assert_reports(
+        &outcome,
+        &["pipelines/p.yaml:8:7: sources.orders.schema.amount: `money` is not a column type"],
+    );
+}
+
+#[test]
+fn missing_sql_file_names_the_step_and_the_path() {
+    let outcome = validate(
+        &VALID.replace("query: SELECT SUM(amount) AS total FROM orders", "sql: missing.sql"),
+        &[],
+    );
+    assert_reports(
+        &outcome,
+        &["pipelines/p.yaml:11:5: steps.totals.sql: cannot read SQL file sql/missing.sql"],
+    );
+}
+
+#[test]
+fn unknown_table_names_the_step_and_a_suggestion() {
+    let outcome = validate(&VALID.replace("FROM orders", "FROM ordrs"), &[]);
+    assert_reports(
+        &outcome,
+        &[
+            "pipelines/p.yaml:10:5: steps.totals: step `totals` (inline query) reads table `ordrs`, which is neither a source nor a step",
+            "hint: did you mean `orders`?",
+        ],
+    );
+}
+
+#[test]
+fn a_dependency_cycle_names_every_step_in_it() {
+    let steps = "\
+steps:
+  - name: a
+    sql: a.sql
+  - name: b
+    query: SELECT * FROM a
+";
+    let pipeline = VALID
+        .replace(
+            "steps:\n  - name: totals\n    query: SELECT SUM(amount) AS total FROM orders\n",
+            steps,
+        )
+        .replace("  totals: {}", "  a: {}");
+    let outcome = validate(&pipeline, &[("sql/a.sql", "SELECT o.* FROM orders o JOIN b ON true")]);
+    assert_reports(
+        &outcome,
+        &["steps.a: dependency cycle (each step reads the next): a → b → a"],
+    );
+}
+
+#[test]
+fn unset_environment_variable_names_where_it_is_used() {
+    let outcome = validate(&VALID.replace("data/orders/", "${LIFEMAP_TEST_UNSET_VAR}/orders/"), &[]);
+    assert_reports(
+        &outcome,
+        &["pipelines/p.yaml:4:15: sources.orders.location: environment variable `LIFEMAP_TEST_UNSET_VAR` is not set"],
+    );
+}
+
+#[test]
+fn every_problem_is_listed_at_once() {
+    let pipeline = VALID
+        .replace("data/orders/", "${LIFEMAP_TEST_UNSET_VAR}/orders/")
+        .replace("query: SELECT SUM(amount) AS total FROM orders", "sql: missing.sql")
+        .replace("  totals: {}", "  totls: {}");
+    let outcome = validate(&pipeline, &[]);
+    assert_reports(
+        &outcome,
+        &[
+            "3 problems in the pipeline",
+            "LIFEMAP_TEST_UNSET_VAR",
+            "missing.sql",
+            "mart `totls` reads step `totls`",
+        ],
+    );
+}
+
+#[test]
+fn sql_is_planned_against_declared_schemas_without_data() {
+    let outcome = validate(&VALID.replace("SUM(amount)", "SUM(amont)"), &[]);
+    assert_reports(&outcome, &["✗ step `totals` (inline query)", "amont"]);
+}
+
+#[test]
+fn undefined_template_variables_are_errors() {
+    let outcome = validate(
+        &VALID.replace("FROM orders", "FROM orders WHERE amount > {{ var('minimum') }}"),
+        &[],
+    );
+    assert_reports(
+        &outcome,
+        &["steps.totals: templating inline query", "unknown var `minimum`"],
+    );
+    let outcome = validate(
+        &VALID.replace("FROM orders", "FROM orders WHERE amount > {{ minimum }}"),
+        &[],
+    );
+    assert_reports(&outcome, &["steps.totals: templating inline query", "undefined"]);
+}
+
+#[test]
+fn yaml_alias_bombs_and_deep_nesting_are_refused() {
+    // Billion laughs inside `vars`, which accepts any YAML value: expanding it would take 10^12 nodes.
+    let mut bomb = String::from("name: v\nvars:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n");
+    for level in 1..12 {
+        let previous = format!("*a{}", level - 1);
+        bomb.push_str(&format!(
+            "  a{level}: &a{level} [{}]\n",
+            [previous.as_str(); 10].join(", ")
+        ));
+    }
+    let outcome = validate(&format!("{bomb}{}", VALID.trim_start_matches("name: v\n")), &[]);
+    assert_reports(&outcome, &["pipelines/p.yaml", "repetition limit exceeded"]);
+
+    let deep = VALID.replace(
+        "format: csv",
+        &format!("format: csv\n    csv: {}{}", "[".repeat(10_000), "]".repeat(10_000)),
+    );
+    let outcome = validate(&deep, &[]);
+    assert_reports(&outcome, &["pipelines/p.yaml:6"]);
+}
+
+#[test]
+fn the_bundled_pipeline_is_valid() {
+    let mut command = assert_cmd::Command::cargo_bin("lifemap").expect("binary");
+    command
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["validate", "pipelines/customer_lifecycle.yaml"]);
+    let outcome = run(command);
+    assert_eq!(outcome.code, 0, "{}{}", outcome.stdout, outcome.stderr);
+}
