@@ -307,3 +307,40 @@ fn help_documents_the_exit_codes() {
         );
     }
 }
+
+#[test]
+fn json_logs_are_one_object_per_line_on_stderr() {
+    let project = fixture::local_shop();
+    let outcome = run_shop(&project, &["--ds", "2026-10-31", "--log-format", "json"]);
+    assert_eq!(outcome.code, 0, "stderr:\n{}", outcome.stderr);
+    let lines: Vec<&str> = outcome.stderr.lines().collect();
+    assert!(!lines.is_empty());
+    for line in lines {
+        let value: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(value["level"].is_string() && value["fields"].is_object(), "{line}");
+    }
+    // stdout holds only the summary.
+    assert_eq!(outcome.stdout.lines().count(), 1);
+}
+
+#[test]
+fn an_undeclared_var_on_the_command_line_is_a_usage_error() {
+    let project = fixture::local_shop();
+    let outcome = run_shop(&project, &["--ds", "2026-10-31", "--var", "exprts=elsewhere"]);
+    assert_eq!(outcome.code, 2);
+    assert!(
+        outcome
+            .stderr
+            .contains("--var exprts: the pipeline declares no var `exprts`"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(outcome.stderr.contains("did you mean `exports`?"), "{}", outcome.stderr);
+    let bad_date = run_shop(&project, &["--ds", "2026-13-01"]);
+    assert_eq!(bad_date.code, 2);
+    assert!(
+        bad_date.stderr.contains("not a date of the form YYYY-MM-DD"),
+        "{}",
+        bad_date.stderr
+    );
+}

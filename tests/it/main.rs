@@ -3,4 +3,5 @@
 mod common;
 mod engine;
 mod s3;
+mod sample;
 mod validate;
