@@ -6,7 +6,8 @@
 //! - [`config`]: the pipeline file, parsed and compiled for one logical date;
 //! - [`storage`]: local folders and S3-compatible object stores;
 //! - [`sources`]: inputs registered as tables;
-//! - [`transform`]: SQL steps in dependency order;
+//! - [`transform`]: SQL steps in dependency order, with lifemap's SQL [`functions`];
+//! - [`quality`]: data-quality checks, run before anything is published;
 //! - [`marts`]: Parquet written to staging, then published behind a `_SUCCESS` manifest;
 //! - [`runner`]: one run end to end, and its `run_results.json`;
 //! - [`cli`]: the `lifemap` command line.
@@ -14,8 +15,10 @@
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod functions;
 pub mod marts;
 pub mod progress;
+pub mod quality;
 pub mod runner;
 pub mod sample;
 pub mod session;

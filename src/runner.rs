@@ -70,6 +70,7 @@ pub struct RunResults {
     pub selected: Vec<String>,
     pub sources: Vec<SourceSummary>,
     pub steps: Vec<StepOutcome>,
+    pub checks: Vec<crate::quality::CheckOutcome>,
     pub marts: Vec<MartOutcome>,
     pub totals: Totals,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -122,6 +123,7 @@ pub async fn run(
         selected: options.select.clone(),
         sources: Vec::new(),
         steps: Vec::new(),
+        checks: Vec::new(),
         marts: Vec::new(),
         totals: Totals {
             rows: 0,
@@ -268,7 +270,24 @@ async fn execute(
         }
     }
 
-    // Data-quality checks run here, before anything is visible (exit code 3 is reserved for them).
+    progress.message("checking data quality");
+    let available: HashSet<String> = pipeline
+        .sources
+        .iter()
+        .map(|s| s.name.clone())
+        .chain(step_indexes.iter().map(|&i| pipeline.steps[i].name.clone()))
+        .collect();
+    match crate::quality::run_checks(&ctx, pipeline, &available).await {
+        Ok(outcomes) => results.checks = outcomes,
+        Err(err) => {
+            writer.discard().await;
+            return Err(err);
+        }
+    }
+    if let Some(err) = crate::quality::blocking_failures(&results.checks) {
+        writer.discard().await;
+        return Err(err);
+    }
 
     progress.message("publishing");
     let manifests = match writer.publish(&staged).await {

@@ -50,6 +50,7 @@ impl TemplateContext {
             })
         });
         env.add_filter("sql_string", sql_string);
+        env.add_filter("sql_list", sql_list);
         env.add_template(name, source).map_err(|err| describe(&err))?;
         let template = env.get_template(name).map_err(|err| describe(&err))?;
         template.render(&self.globals).map_err(|err| describe(&err))
@@ -60,6 +61,12 @@ impl TemplateContext {
 fn sql_string(value: &Value) -> String {
     let text = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
     format!("'{}'", text.replace('\'', "''"))
+}
+
+/// `IN ({{ var('stages') | sql_list }})`: a list as comma-separated SQL string literals.
+fn sql_list(value: &Value) -> Result<String, minijinja::Error> {
+    let items = value.try_iter()?;
+    Ok(items.map(|item| sql_string(&item)).collect::<Vec<_>>().join(", "))
 }
 
 /// minijinja's message with the template line it points at.

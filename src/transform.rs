@@ -142,6 +142,38 @@ pub fn resolve(pipeline: &Pipeline) -> Result<StepGraph, Diagnostics> {
         }
     }
 
+    for check in &pipeline.checks {
+        match tables_read(&check.sql) {
+            Ok(reads) => {
+                for table in reads {
+                    if pipeline.source(&table).is_none() && !step_index.contains_key(table.as_str()) {
+                        let hint =
+                            did_you_mean(&table, known.iter().copied()).map(|close| format!("did you mean `{close}`?"));
+                        problems.push(Diagnostic {
+                            file: pipeline.file.clone(),
+                            line: None,
+                            column: None,
+                            key: Some(format!("checks.{}", check.name)),
+                            message: format!(
+                                "check `{}` reads table `{table}`, which is neither a source nor a step",
+                                check.name
+                            ),
+                            hint,
+                        });
+                    }
+                }
+            }
+            Err(message) => problems.push(Diagnostic {
+                file: pipeline.file.clone(),
+                line: None,
+                column: None,
+                key: Some(format!("checks.{}", check.name)),
+                message: format!("the expression does not parse: {message}"),
+                hint: None,
+            }),
+        }
+    }
+
     // Kahn's algorithm; among ready steps, the earliest in the file runs first.
     let mut remaining: Vec<usize> = upstream.iter().map(BTreeSet::len).collect();
     let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); pipeline.steps.len()];

@@ -280,6 +280,16 @@ impl Default for ParquetSettings {
     }
 }
 
+/// A data-quality check: SQL whose rows are failures.
+#[derive(Debug, Clone)]
+pub struct Check {
+    pub name: String,
+    pub description: Option<String>,
+    pub sql: String,
+    pub severity: raw::Severity,
+    pub examples: usize,
+}
+
 #[derive(Debug, Clone)]
 pub struct Mart {
     pub name: String,
@@ -303,6 +313,7 @@ pub struct Pipeline {
     pub engine: EngineSettings,
     pub sources: Vec<Source>,
     pub steps: Vec<Step>,
+    pub checks: Vec<Check>,
     pub output_location: String,
     pub marts: Vec<Mart>,
     /// SHA-256 of the pipeline file and every SQL file it reads.
@@ -793,6 +804,37 @@ pub fn compile(
         }
     }
 
+    let mut checks = Vec::with_capacity(raw.checks.len());
+    let mut check_names = HashSet::new();
+    for check in raw.checks {
+        let key = format!("checks.{}", check.name);
+        let needle = format!("name: {}", check.name);
+        if !check_names.insert(check.name.clone()) {
+            c.report(
+                &["checks:", &needle],
+                key.clone(),
+                format!("two checks are named `{}`", check.name),
+            );
+        }
+        match ctx.render(&key, &check.expression) {
+            Ok(sql) => {
+                hasher.update(check.expression.as_bytes());
+                checks.push(Check {
+                    name: check.name,
+                    description: check.description,
+                    sql,
+                    severity: check.severity,
+                    examples: check.examples.unwrap_or(5),
+                });
+            }
+            Err(message) => c.report(
+                &["checks:", &needle],
+                key,
+                format!("templating the expression: {message}"),
+            ),
+        }
+    }
+
     let output_location = c
         .templated("output.location", &["output:", "location:"], &raw.output.location, &ctx)
         .unwrap_or_default();
@@ -867,6 +909,7 @@ pub fn compile(
         engine,
         sources,
         steps,
+        checks,
         output_location,
         marts,
         hash,
@@ -1139,8 +1182,15 @@ fn yaml_scalar_text(value: &serde_yaml::Value) -> Option<String> {
 }
 
 /// Keep a var the type its default was declared with, so templates can compare numbers.
+/// A list var given on the command line is comma-separated.
 fn typed_var(declared: &serde_yaml::Value, resolved: &str) -> minijinja::Value {
     match declared {
+        serde_yaml::Value::Sequence(_) => minijinja::Value::from(
+            resolved
+                .split(',')
+                .map(|item| item.trim().to_string())
+                .collect::<Vec<_>>(),
+        ),
         serde_yaml::Value::Number(_) => match (resolved.parse::<i64>(), resolved.parse::<f64>()) {
             (Ok(int), _) => int.into(),
             (_, Ok(float)) => float.into(),

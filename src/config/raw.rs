@@ -31,6 +31,9 @@ pub struct RawPipeline {
     pub sources: IndexMap<String, RawSource>,
     #[serde(default)]
     pub steps: Vec<RawStep>,
+    /// Data-quality checks, run after the marts are written and before anything is published.
+    #[serde(default)]
+    pub checks: Vec<RawCheck>,
     pub output: RawOutput,
     /// Mart name → settings (`{}` or nothing for the defaults).
     #[serde(default)]
@@ -223,4 +226,30 @@ pub struct RawMart {
     pub description: Option<String>,
     #[serde(default)]
     pub parquet: Option<RawParquet>,
+}
+
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// A failure stops the run: nothing is published, exit code 3.
+    #[default]
+    Error,
+    /// A failure is recorded in run_results.json and the run goes on.
+    Warn,
+}
+
+/// One data-quality check.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCheck {
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// SQL returning the rows that break the rule (templated like steps); none means it passed.
+    pub expression: String,
+    #[serde(default)]
+    pub severity: Severity,
+    /// How many failing rows to report as examples. Default 5.
+    #[serde(default)]
+    pub examples: Option<usize>,
 }

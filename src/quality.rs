@@ -1,0 +1,101 @@
+//! Quality: data-quality checks, run after every mart is written and before anything is published.
+//!
+//! A check is SQL whose rows are failures. An error-level failure stops the run: nothing is
+//! published and lifemap exits 3. A warning is recorded in `run_results.json` and the run goes on.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use datafusion::arrow::array::RecordBatch;
+use datafusion::prelude::SessionContext;
+use serde::Serialize;
+
+use crate::config::raw::Severity;
+use crate::config::{Check, Pipeline};
+use crate::error::Error;
+
+/// What one check found.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckOutcome {
+    pub name: String,
+    pub severity: Severity,
+    /// `passed`, `failed`, or `skipped` (a table it reads was not computed, e.g. with `--select`).
+    pub status: &'static str,
+    pub failing_rows: u64,
+    /// Up to `examples` failing rows, as JSON objects.
+    pub examples: Vec<serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub duration_ms: u64,
+}
+
+fn check_error(check: &Check, source: datafusion::error::DataFusionError) -> Error {
+    Error::Engine {
+        context: format!("check `{}`", check.name),
+        source,
+    }
+}
+
+fn to_json_rows(batches: &[RecordBatch]) -> Vec<serde_json::Value> {
+    let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
+    for batch in batches {
+        if writer.write(batch).is_err() {
+            return Vec::new();
+        }
+    }
+    if writer.finish().is_err() {
+        return Vec::new();
+    }
+    serde_json::from_slice::<Vec<serde_json::Value>>(&writer.into_inner()).unwrap_or_default()
+}
+
+/// Run every check whose tables are all in `available`.
+pub async fn run_checks(
+    ctx: &SessionContext,
+    pipeline: &Pipeline,
+    available: &HashSet<String>,
+) -> Result<Vec<CheckOutcome>, Error> {
+    let mut outcomes = Vec::with_capacity(pipeline.checks.len());
+    for check in &pipeline.checks {
+        let started = Instant::now();
+        let reads = crate::transform::tables_read(&check.sql).unwrap_or_default();
+        let mut outcome = CheckOutcome {
+            name: check.name.clone(),
+            severity: check.severity,
+            status: "skipped",
+            failing_rows: 0,
+            examples: Vec::new(),
+            description: check.description.clone(),
+            duration_ms: 0,
+        };
+        if reads.iter().all(|table| available.contains(table)) {
+            let failures = ctx.sql(&check.sql).await.map_err(|e| check_error(check, e))?;
+            let failures = failures.cache().await.map_err(|e| check_error(check, e))?;
+            outcome.failing_rows = failures.clone().count().await.map_err(|e| check_error(check, e))? as u64;
+            let examples = failures
+                .limit(0, Some(check.examples))
+                .map_err(|e| check_error(check, e))?;
+            outcome.examples = to_json_rows(&examples.collect().await.map_err(|e| check_error(check, e))?);
+            outcome.status = if outcome.failing_rows == 0 { "passed" } else { "failed" };
+            if outcome.failing_rows > 0 {
+                tracing::warn!(check = %check.name, failing_rows = outcome.failing_rows, severity = ?check.severity, "check failed");
+            }
+        }
+        outcome.duration_ms = started.elapsed().as_millis() as u64;
+        outcomes.push(outcome);
+    }
+    Ok(outcomes)
+}
+
+/// The error for the error-level failures among `outcomes`, if any.
+pub fn blocking_failures(outcomes: &[CheckOutcome]) -> Option<Error> {
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter(|o| o.status == "failed" && o.severity == Severity::Error)
+        .map(|o| {
+            let example = o.examples.first().map(|e| format!("; e.g. {e}")).unwrap_or_default();
+            format!("`{}` ({} failing rows{example})", o.name, o.failing_rows)
+        })
+        .collect();
+    (!failed.is_empty()).then(|| Error::Quality(failed.join(", ")))
+}
