@@ -1,8 +1,16 @@
+-- Orders typed; contract breaks keep a reason and the raw record. Rows at or after as_of are ignored.
+WITH typed AS (
+  SELECT *,
+    TRY_CAST(ordered_at AS TIMESTAMP) AS ordered_at_ts,
+    TRY_CAST(amount AS DECIMAL(18, 2)) AS amount_value
+  FROM orders
+)
 SELECT
   order_id,
   customer_id,
-  TRY_CAST(ordered_at AS TIMESTAMP) AS ordered_at,
-  TRY_CAST(amount AS DECIMAL(18, 2)) AS amount,
+  ordered_at_ts AS ordered_at,
+  local_time(ordered_at_ts, '{{ timezone }}') AS local_at,
+  amount_value AS amount,
   currency,
   category,
   channel,
@@ -10,10 +18,10 @@ SELECT
   CASE
     WHEN order_id IS NULL THEN 'missing_id'
     WHEN customer_id IS NULL THEN 'missing_customer'
-    WHEN TRY_CAST(ordered_at AS TIMESTAMP) IS NULL THEN 'bad_timestamp'
-    WHEN TRY_CAST(amount AS DECIMAL(18, 2)) IS NULL OR TRY_CAST(amount AS DECIMAL(18, 2)) < 0 THEN 'bad_amount'
-    WHEN status NOT IN ('completed', 'refunded', 'cancelled') THEN 'unknown_status'
+    WHEN ordered_at_ts IS NULL THEN 'bad_timestamp'
+    WHEN amount_value IS NULL OR amount_value < 0 THEN 'bad_amount'
+    WHEN status IS NULL OR status NOT IN ('completed', 'refunded', 'cancelled') THEN 'unknown_status'
   END AS reject_reason,
   concat_ws(',', order_id, customer_id, ordered_at, amount, currency, category, channel, status) AS raw
-FROM orders
-WHERE TRY_CAST(ordered_at AS TIMESTAMP) IS NULL OR TRY_CAST(ordered_at AS TIMESTAMP) < TIMESTAMP '{{ as_of }}'
+FROM typed
+WHERE ordered_at_ts IS NULL OR ordered_at_ts < TIMESTAMP '{{ as_of }}'

@@ -38,9 +38,8 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
         .with_runtime_env(runtime)
         .with_default_features()
         .build();
-    // JSON functions (`json_get_str`, `->>`, ...) for sources read as text.
-    datafusion_functions_json::register_all(&mut state).map_err(|source| Error::Engine {
-        context: "registering JSON functions".into(),
+    crate::functions::register_all(&mut state).map_err(|source| Error::Engine {
+        context: "registering lifemap's SQL functions".into(),
         source,
     })?;
     let ctx = SessionContext::new_with_state(state);

@@ -71,6 +71,17 @@ fn step_diagnostic(pipeline: &Pipeline, step: &Step, message: String, hint: Opti
     }
 }
 
+/// Names of DataFusion's table functions (`generate_series`, `range`, ...): not tables to resolve.
+fn table_functions() -> &'static HashSet<String> {
+    static NAMES: std::sync::OnceLock<HashSet<String>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        let state = datafusion::execution::session_state::SessionStateBuilder::new()
+            .with_default_features()
+            .build();
+        state.table_functions().keys().cloned().collect()
+    })
+}
+
 /// The tables a step's SQL reads, as written (lower-cased unless quoted), CTEs excluded.
 pub fn tables_read(sql: &str) -> Result<Vec<String>, String> {
     let mut statements = DFParserBuilder::new(sql)
@@ -85,9 +96,10 @@ pub fn tables_read(sql: &str) -> Result<Vec<String>, String> {
     }
     let statement = statements.pop_front().ok_or("empty SQL")?;
     let (tables, _ctes) = resolve_table_references(&statement, true).map_err(|err| err.to_string())?;
+    let functions = table_functions();
     let mut names: Vec<String> = tables
         .into_iter()
-        .filter(|table| table.schema() != Some("information_schema"))
+        .filter(|table| table.schema() != Some("information_schema") && !functions.contains(table.table()))
         .map(|table| table.table().to_string())
         .collect();
     names.sort();

@@ -550,11 +550,34 @@ pub fn compile(
             );
             continue;
         }
+        if let serde_yaml::Value::Sequence(items) = value {
+            let mut texts = Vec::with_capacity(items.len());
+            let mut from_env = false;
+            for item in items {
+                match yaml_scalar_text(item).map(|text| c.env_value(&key, &text)) {
+                    Some(Some(done)) => {
+                        from_env |= done.from_env;
+                        texts.push(done.value);
+                    }
+                    Some(None) => {}
+                    None => c.report(
+                        &["vars:", &format!("{name}:")],
+                        key.clone(),
+                        "a list var holds strings, numbers or booleans",
+                    ),
+                }
+            }
+            if !from_env {
+                printable_vars.insert(name.clone(), texts.join(","));
+            }
+            vars.insert(name.clone(), minijinja::Value::from(texts));
+            continue;
+        }
         let Some(scalar) = yaml_scalar_text(value) else {
             c.report(
                 &["vars:", &format!("{name}:")],
                 key,
-                "a var's default must be a string, number or boolean",
+                "a var's default must be a string, number, boolean or a list of them",
             );
             continue;
         };

@@ -105,7 +105,7 @@ fn the_bundled_pipeline_runs_on_generated_data() {
     let summary = outcome.summary();
     assert_eq!(summary["status"], "success");
     assert!(
-        summary["rows"]["daily_activity"].as_u64().is_some_and(|n| n > 0),
+        summary["rows"]["customer_journey"].as_u64().is_some_and(|n| n > 0),
         "{summary}"
     );
     assert!(project.path("marts/quarantine/ds=2026-10-31/_SUCCESS").exists());

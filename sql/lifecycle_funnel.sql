@@ -1,0 +1,90 @@
+-- Windowed acquisition funnel by entry month (see the README for the definition).
+-- Months are taken in the reporting time zone; the window is measured on UTC instants.
+WITH touch AS (
+  SELECT person_id, occurred_at AS at, local_at, event_id AS id, channel, is_awareness, is_consideration, false AS is_order
+  FROM person_events
+  WHERE is_awareness OR is_consideration
+  UNION ALL
+  SELECT customer_id, ordered_at, local_at, order_id, channel, false, false, true
+  FROM completed_orders
+),
+starts AS (
+  SELECT
+    person_id,
+    date_trunc('month', local_at) AS entry_month,
+    MIN(at) AS first_start,
+    MAX(at) AS last_start,
+    first_value(channel ORDER BY at, id) AS channel
+  FROM touch
+  WHERE is_awareness
+    AND local_at >= date_trunc('month', TIMESTAMP '{{ ds }}') - INTERVAL '{{ var("funnel_months") - 1 }} months'
+    AND local_at < date_trunc('month', TIMESTAMP '{{ ds }}') + INTERVAL '1 month'
+  GROUP BY person_id, date_trunc('month', local_at)
+),
+levels AS (
+  SELECT
+    s.person_id,
+    s.entry_month,
+    s.channel,
+    window_funnel(
+      INTERVAL '{{ var("conversion_window_days") }} days',
+      t.at,
+      t.is_awareness AND date_trunc('month', t.local_at) = s.entry_month,
+      t.is_consideration,
+      t.is_order
+    ) AS level
+  FROM starts s
+  JOIN touch t
+    ON t.person_id = s.person_id
+   AND t.at >= s.first_start
+   AND t.at <= s.last_start + INTERVAL '{{ var("conversion_window_days") }} days'
+  GROUP BY s.person_id, s.entry_month, s.channel
+),
+reached AS (
+  SELECT
+    l.entry_month,
+    l.channel,
+    l.level,
+    l.level >= 3 AND j.retention_at IS NOT NULL AS retained,
+    l.level >= 3 AND j.advocacy_at IS NOT NULL AS advocated
+  FROM levels l
+  JOIN customer_journey j ON j.person_id = l.person_id
+),
+by_breakdown AS (
+  SELECT entry_month, 'all' AS breakdown, 'all' AS breakdown_value, level, retained, advocated FROM reached
+  UNION ALL
+  SELECT entry_month, 'channel', COALESCE(channel, 'unknown'), level, retained, advocated FROM reached
+),
+totals AS (
+  SELECT
+    entry_month, breakdown, breakdown_value,
+    COUNT(*) AS s1,
+    SUM(CASE WHEN level >= 2 THEN 1 ELSE 0 END) AS s2,
+    SUM(CASE WHEN level >= 3 THEN 1 ELSE 0 END) AS s3,
+    SUM(CASE WHEN retained THEN 1 ELSE 0 END) AS s4,
+    SUM(CASE WHEN advocated THEN 1 ELSE 0 END) AS s5
+  FROM by_breakdown
+  GROUP BY entry_month, breakdown, breakdown_value
+),
+steps AS (
+  SELECT * FROM (VALUES (1, 'awareness'), (2, 'consideration'), (3, 'purchase'), (4, 'retention'), (5, 'advocacy')) AS s(step, step_name)
+),
+counts AS (
+  SELECT
+    t.entry_month, t.breakdown, t.breakdown_value, s.step, s.step_name, t.s1,
+    CASE s.step WHEN 1 THEN t.s1 WHEN 2 THEN t.s2 WHEN 3 THEN t.s3 WHEN 4 THEN t.s4 ELSE t.s5 END AS persons
+  FROM totals t CROSS JOIN steps s
+)
+SELECT
+  CAST(entry_month AS DATE) AS entry_month,
+  breakdown,
+  breakdown_value,
+  CAST(step AS INT) AS step,
+  step_name,
+  CAST(persons AS BIGINT) AS persons,
+  CASE WHEN step = 1 THEN 1.0
+       ELSE CAST(persons AS DOUBLE) / NULLIF(LAG(persons) OVER (PARTITION BY entry_month, breakdown, breakdown_value ORDER BY step), 0)
+  END AS conversion_from_previous,
+  CAST(persons AS DOUBLE) / NULLIF(s1, 0) AS conversion_from_start
+FROM counts
+ORDER BY entry_month, breakdown, breakdown_value, step

@@ -1,0 +1,23 @@
+-- Events with the person they belong to (identity stitching) and their lifecycle stage.
+-- link(anonymous_id) = the customer_id of the earliest event (by occurred_at, then event_id)
+-- carrying both that anonymous_id and a customer_id.
+WITH links AS (
+  SELECT anonymous_id, first_value(customer_id ORDER BY occurred_at, event_id) AS linked_customer
+  FROM valid_events
+  WHERE anonymous_id IS NOT NULL AND customer_id IS NOT NULL
+  GROUP BY anonymous_id
+)
+SELECT
+  e.event_id,
+  e.occurred_at,
+  local_time(e.occurred_at, '{{ timezone }}') AS local_at,
+  e.event_type,
+  e.channel,
+  e.category,
+  COALESCE(e.customer_id, l.linked_customer, 'anon:' || e.anonymous_id) AS person_id,
+  e.customer_id IS NOT NULL OR l.linked_customer IS NOT NULL AS is_known,
+  e.event_type IN ({{ var('awareness_events') | sql_list }}) AS is_awareness,
+  e.event_type IN ({{ var('consideration_events') | sql_list }}) AS is_consideration,
+  e.event_type IN ({{ var('advocacy_events') | sql_list }}) AS is_advocacy
+FROM valid_events e
+LEFT JOIN links l ON l.anonymous_id = e.anonymous_id

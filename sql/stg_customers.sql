@@ -1,0 +1,11 @@
+SELECT
+  customer_id,
+  TRY_CAST(signup_at AS TIMESTAMP) AS signup_at,
+  country,
+  acquisition_channel,
+  CASE
+    WHEN customer_id IS NULL THEN 'missing_id'
+    WHEN TRY_CAST(signup_at AS TIMESTAMP) IS NULL THEN 'bad_timestamp'
+  END AS reject_reason,
+  concat_ws(',', customer_id, email, signup_at, country, acquisition_channel) AS raw
+FROM customers
