@@ -7,7 +7,7 @@ WITH periods AS (
 ),
 order_kpis AS (
   SELECT p.period,
-    CAST(SUM(o.amount) AS DOUBLE) AS revenue,
+    CAST(COALESCE(SUM(o.amount), 0) AS DOUBLE) AS revenue,
     CAST(COUNT(o.order_id) AS DOUBLE) AS orders
   FROM periods p
   LEFT JOIN completed_orders o ON o.ordered_at >= p.period_start AND o.ordered_at < p.period_end

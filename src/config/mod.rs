@@ -521,8 +521,13 @@ pub fn compile(
         problems: Vec::new(),
     };
 
-    let timezone = match raw.timezone.as_deref() {
-        None => Tz::UTC,
+    let timezone_name = raw
+        .timezone
+        .as_deref()
+        .and_then(|name| c.env_value("timezone", name))
+        .map(|done| done.value);
+    let timezone = match timezone_name.as_deref() {
+        None | Some("") => Tz::UTC,
         Some(name) => name.parse::<Tz>().unwrap_or_else(|_| {
             c.report(
                 &["timezone:"],

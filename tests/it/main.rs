@@ -2,6 +2,7 @@
 
 mod common;
 mod engine;
+mod lifecycle;
 mod s3;
 mod sample;
 mod validate;
