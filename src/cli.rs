@@ -104,9 +104,13 @@ pub struct RunArgs {
 
 #[derive(Debug, Args)]
 pub struct SampleArgs {
-    /// Known customers to generate (anonymous prospects and store-only buyers come on top).
+    /// Known customers to generate (one anonymous prospect comes on top for every two).
     #[arg(long, default_value_t = 2000)]
     pub customers: u64,
+
+    /// Stop at about this many events instead (customers are then unlimited), e.g. 10000000.
+    #[arg(long)]
+    pub events: Option<u64>,
 
     /// Seed of the generator: the same seed gives the same files.
     #[arg(long, default_value_t = 42)]
@@ -388,7 +392,12 @@ async fn plan(args: &PipelineArgs) -> Result<(), Error> {
 
 fn sample_data(args: &SampleArgs) -> Result<(), Error> {
     let settings = sample::SampleSettings {
-        customers: args.customers,
+        customers: if args.events.is_some() {
+            u64::MAX
+        } else {
+            args.customers
+        },
+        events: args.events,
         seed: args.seed,
         end: args.end,
         days: args.days,

@@ -8,6 +8,7 @@
 //! - [`sources`]: inputs registered as tables;
 //! - [`transform`]: SQL steps in dependency order, with lifemap's SQL [`functions`];
 //! - [`quality`]: data-quality checks, run before anything is published;
+//! - [`personas`]: k-means clustering steps (customer personas);
 //! - [`marts`]: Parquet written to staging, then published behind a `_SUCCESS` manifest;
 //! - [`runner`]: one run end to end, and its `run_results.json`;
 //! - [`cli`]: the `lifemap` command line.
@@ -17,6 +18,7 @@ pub mod config;
 pub mod error;
 pub mod functions;
 pub mod marts;
+pub mod personas;
 pub mod progress;
 pub mod quality;
 pub mod runner;

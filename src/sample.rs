@@ -28,6 +28,8 @@ use crate::error::Error;
 #[derive(Debug, Clone)]
 pub struct SampleSettings {
     pub customers: u64,
+    /// Stop once this many events are written (the benchmark sizes data by events).
+    pub events: Option<u64>,
     pub seed: u64,
     /// Last day of activity.
     pub end: NaiveDate,
@@ -104,10 +106,10 @@ impl Archetype {
     fn nps(self, rng: &mut ChaCha8Rng) -> i64 {
         match self {
             Archetype::Loyal => rng.random_range(8..=10),
-            Archetype::BargainHunter => rng.random_range(5..=10),
-            Archetype::OneTime | Archetype::StoreOnly => rng.random_range(3..=10),
-            Archetype::Browser => rng.random_range(2..=9),
-            Archetype::Lapsed => rng.random_range(0..=7),
+            Archetype::BargainHunter => rng.random_range(6..=10),
+            Archetype::OneTime | Archetype::StoreOnly => rng.random_range(5..=10),
+            Archetype::Browser => rng.random_range(4..=10),
+            Archetype::Lapsed => rng.random_range(1..=8),
         }
     }
 }
@@ -481,14 +483,18 @@ pub fn generate(root: &Path, settings: &SampleSettings) -> Result<SampleStats, E
     };
     let mut out = Exports::open(root)?;
     let last_day = generator.days - 1;
-    for index in 0..settings.customers {
+    // One anonymous prospect for every two customers, interleaved so that stopping at an event
+    // count keeps the mix.
+    let mut index = 0;
+    while index < settings.customers && settings.events.is_none_or(|target| out.stats.events < target) {
         customer(&mut generator, &mut out, index, last_day)?;
+        out.stats.customers += 1;
+        if index % 2 == 1 {
+            prospect(&mut generator, &mut out, index / 2, last_day)?;
+            out.stats.prospects += 1;
+        }
+        index += 1;
     }
-    for index in 0..settings.customers / 2 {
-        prospect(&mut generator, &mut out, index, last_day)?;
-    }
-    out.stats.customers = settings.customers;
-    out.stats.prospects = settings.customers / 2;
     out.finish()
 }
 
@@ -650,10 +656,10 @@ fn customer(g: &mut Generator, out: &mut Exports, index: u64, last_day: i64) -> 
     // Engagement after the journey: sessions, and advocacy from happy buyers.
     if archetype != Archetype::StoreOnly && archetype != Archetype::Lapsed {
         let sessions = match archetype {
-            Archetype::Loyal => 8,
-            Archetype::BargainHunter => 10,
-            Archetype::Browser => 6,
-            _ => 2,
+            Archetype::Loyal => 20,
+            Archetype::BargainHunter => 24,
+            Archetype::Browser => 14,
+            _ => 5,
         };
         let from = (signup.date_naive() - g.start).num_days();
         for _ in 0..g.rng.random_range(0..=sessions) {

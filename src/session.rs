@@ -19,6 +19,9 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
     let mut config = SessionConfig::new()
         .with_information_schema(true)
         .with_batch_size(engine.batch_size.unwrap_or(8192));
+    // A source folder is read with everything below it, and a glob may span folders
+    // (`sales/*/part-*.csv`): DataFusion would otherwise match globs against the first level only.
+    config.options_mut().execution.listing_table_ignore_subdirectory = false;
     if let Some(partitions) = engine.target_partitions {
         config = config.with_target_partitions(partitions);
     }

@@ -8,16 +8,18 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
+use datafusion::common::ScalarValue;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-use datafusion::prelude::SessionContext;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
+use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, ident, lit, when};
 use futures::TryStreamExt;
 use object_store::ObjectMeta;
 
@@ -94,8 +96,7 @@ fn query_error(source: &Source, err: datafusion::error::DataFusionError) -> Erro
 }
 
 async fn list_files(ctx: &SessionContext, source: &Source, location: &str) -> Result<Vec<ObjectMeta>, Error> {
-    let url_text = storage::location_url(location)?;
-    let url = ListingTableUrl::parse(&url_text).map_err(|e| query_error(source, e))?;
+    let url = storage::listing_url(location)?;
     let store = ctx
         .runtime_env()
         .object_store(url.object_store())
@@ -178,6 +179,41 @@ fn regex_escape(text: &str) -> String {
     out
 }
 
+/// The same columns, all read as text.
+fn as_text(schema: &SchemaRef) -> SchemaRef {
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| Field::new(f.name(), DataType::Utf8, true))
+        .collect();
+    Arc::new(Schema::new(fields))
+}
+
+/// Columns read as text, with `markers` as NULL, cast to the types of `schema`.
+fn null_markers_to_nulls(
+    frame: DataFrame,
+    schema: &SchemaRef,
+    markers: &[String],
+) -> datafusion::error::Result<DataFrame> {
+    let markers: Vec<Expr> = markers.iter().map(|m| lit(m.as_str())).collect();
+    let columns: Vec<Expr> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| {
+            let column = ident(field.name());
+            match schema.field_with_name(field.name()) {
+                Ok(declared) => when(column.clone().in_list(markers.clone(), false), lit(ScalarValue::Null))
+                    .otherwise(column)
+                    .map(|text| cast(text, declared.data_type().clone()).alias(field.name())),
+                // Hive partition columns are typed already.
+                Err(_) => Ok(column),
+            }
+        })
+        .collect::<datafusion::error::Result<_>>()?;
+    frame.select(columns)
+}
+
 /// Register one source; errors name the source and its location.
 pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSummary, Error> {
     let files = list_files(ctx, source, &source.location).await?;
@@ -237,8 +273,7 @@ pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSum
         }
     }
 
-    let url_text = storage::location_url(&source.location)?;
-    let url = ListingTableUrl::parse(&url_text).map_err(|e| query_error(source, e))?;
+    let url = storage::listing_url(&source.location)?;
     let state = ctx.state();
     let partition_cols: Vec<(String, datafusion::arrow::datatypes::DataType)> = source.partitions.clone();
     let mut tables: Vec<Arc<dyn TableProvider>> = Vec::new();
@@ -250,6 +285,9 @@ pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSum
                 .collect::<Vec<_>>(),
         ))
     });
+    // DataFusion 55 applies CSV null markers while inferring a schema but not while reading, so
+    // columns are read as text and the markers turned into NULLs before the declared cast.
+    let reads_markers = source.format == Format::Csv && source.csv.null_values.iter().any(|v| !v.is_empty());
     for (suffix, compression) in &groups {
         let options = ListingOptions::new(file_format(source, *compression))
             .with_file_extension(suffix.clone())
@@ -268,7 +306,7 @@ pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSum
         };
         let config = ListingTableConfig::new(url.clone())
             .with_listing_options(options)
-            .with_schema(schema);
+            .with_schema(if reads_markers { as_text(&schema) } else { schema });
         let table = ListingTable::try_new(config).map_err(|e| query_error(source, e))?;
         tables.push(Arc::new(table));
     }
@@ -289,6 +327,12 @@ pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSum
     let combined = frames
         .try_fold(first, |all, next| all.union(next))
         .map_err(|e| query_error(source, e))?;
+    let combined = match (&file_schema, reads_markers) {
+        (Some(schema), true) => {
+            null_markers_to_nulls(combined, schema, &source.csv.null_values).map_err(|e| query_error(source, e))?
+        }
+        _ => combined,
+    };
     let provider: Arc<dyn TableProvider> = combined.into_view();
     ctx.register_table(source.name.as_str(), provider)
         .map_err(|e| query_error(source, e))?;

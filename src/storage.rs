@@ -82,11 +82,28 @@ pub fn location_url(location: &str) -> Result<String, Error> {
     Ok(text)
 }
 
+/// The listing URL of a location. DataFusion splits globs off plain paths only, so the glob of
+/// a `file://` or `s3://` location is split here: everything before the first path segment with
+/// `*`, `?` or `[` is the prefix that is listed, the rest is matched against what lies below it.
+pub fn listing_url(location: &str) -> Result<ListingTableUrl, Error> {
+    let text = location_url(location)?;
+    let invalid = |err: datafusion::error::DataFusionError| Error::Usage(format!("`{location}`: {err}"));
+    let path_start = text.find("://").map_or(0, |i| i + 3);
+    let path_start = text[path_start..].find('/').map_or(text.len(), |i| path_start + i);
+    let Some(glob_start) = text[path_start..].find(['*', '?', '[']).map(|i| path_start + i) else {
+        return ListingTableUrl::parse(&text).map_err(invalid);
+    };
+    let split = text[..glob_start].rfind('/').map_or(glob_start, |slash| slash + 1);
+    ListingTableUrl::parse(&text[..split])
+        .and_then(|url| url.with_glob(&text[split..]))
+        .map_err(invalid)
+}
+
 /// Resolve a folder location to the store that holds it.
 pub fn resolve(ctx: &SessionContext, location: &str) -> Result<Location, Error> {
     let text = location_url(location)?;
     let url = Url::parse(&text).map_err(|err| Error::Usage(format!("`{location}`: {err}")))?;
-    let listing = ListingTableUrl::parse(&text).map_err(|err| Error::Usage(format!("`{location}`: {err}")))?;
+    let listing = listing_url(location)?;
     let store = ctx
         .runtime_env()
         .object_store(listing.object_store())
@@ -184,4 +201,21 @@ pub fn build_s3(settings: &S3Settings, bucket: &str) -> Result<Arc<dyn ObjectSto
         .build()
         .map_err(|err| Error::Config(format!("S3 settings for bucket `{bucket}`: {err}")))?;
     Ok(Arc::new(store))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_are_split_off_urls_and_paths_alike() {
+        let s3 = listing_url("s3://acme/exports/sales/*/part-*.csv*").expect("s3 glob");
+        assert_eq!(s3.as_str(), "s3://acme/exports/sales/");
+        assert_eq!(s3.get_glob().as_ref().map(|g| g.as_str()), Some("*/part-*.csv*"));
+        let file = listing_url("file:///data/x/[ab]/*.parquet").expect("file glob");
+        assert_eq!(file.as_str(), "file:///data/x/");
+        assert_eq!(file.get_glob().as_ref().map(|g| g.as_str()), Some("[ab]/*.parquet"));
+        let plain = listing_url("s3://acme/exports/").expect("no glob");
+        assert!(plain.get_glob().is_none());
+    }
 }

@@ -9,7 +9,9 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
 use datafusion::prelude::{DataFrame, SessionContext};
@@ -18,6 +20,7 @@ use datafusion::sql::resolve::resolve_table_references;
 
 use crate::config::{Diagnostic, Diagnostics, Pipeline, Step, did_you_mean};
 use crate::error::Error;
+use crate::personas::KMeansSpec;
 
 /// The steps of a pipeline in the order they run, with what each reads.
 #[derive(Debug, Clone)]
@@ -124,7 +127,11 @@ pub fn resolve(pipeline: &Pipeline) -> Result<StepGraph, Diagnostics> {
     let mut problems = Vec::new();
     let mut upstream: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); pipeline.steps.len()];
     for (index, step) in pipeline.steps.iter().enumerate() {
-        let reads = match tables_read(&step.sql) {
+        let reads = match &step.kmeans {
+            Some(spec) => Ok(vec![spec.input.clone()]),
+            None => tables_read(&step.sql),
+        };
+        let reads = match reads {
             Ok(reads) => reads,
             Err(message) => {
                 problems.push(step_diagnostic(
@@ -290,6 +297,9 @@ pub struct StepOutcome {
     /// Known for materialised steps; a view's rows are counted where it is read.
     pub rows: Option<u64>,
     pub duration_ms: u64,
+    /// What a non-SQL step found (for k-means: k, silhouette, inertia, persona sizes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<serde_json::Value>,
     #[serde(skip)]
     pub schema: Option<SchemaRef>,
 }
@@ -307,6 +317,23 @@ pub async fn run_steps(
         let step = &pipeline.steps[index];
         on_step(step);
         let started = Instant::now();
+        if let Some(spec) = &step.kmeans {
+            let (table, details) = run_kmeans(ctx, step, spec).await?;
+            let schema = datafusion::catalog::TableProvider::schema(&table);
+            let rows = details.get("entities").and_then(serde_json::Value::as_u64);
+            ctx.register_table(step.name.as_str(), Arc::new(table))
+                .map_err(|source| step_error(step, source))?;
+            tracing::info!(step = %step.name, k = details["k"].as_u64(), elapsed_ms = started.elapsed().as_millis() as u64, "clustering ready");
+            outcomes.push(StepOutcome {
+                name: step.name.clone(),
+                materialized: true,
+                rows,
+                duration_ms: started.elapsed().as_millis() as u64,
+                details: Some(details),
+                schema: Some(schema),
+            });
+            continue;
+        }
         let frame = plan_step(ctx, step).await?;
         let materialize = step.materialize.unwrap_or(graph.consumers[index] > 1);
         let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
@@ -332,6 +359,7 @@ pub async fn run_steps(
             materialized: materialize,
             rows,
             duration_ms: started.elapsed().as_millis() as u64,
+            details: None,
             schema: Some(schema),
         });
     }
@@ -354,6 +382,19 @@ pub async fn plan_all(
             failed.insert(index);
             continue;
         }
+        if let Some(spec) = &step.kmeans {
+            let schema = kmeans_schema(spec);
+            let registered = MemTable::try_new(Arc::clone(&schema), vec![vec![]])
+                .and_then(|table| ctx.register_table(step.name.as_str(), Arc::new(table)));
+            match registered {
+                Ok(_) => planned.push((index, schema)),
+                Err(source) => {
+                    failures.push(step_error(step, source));
+                    failed.insert(index);
+                }
+            }
+            continue;
+        }
         match plan_step(ctx, step).await {
             Ok(frame) => {
                 let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
@@ -371,6 +412,79 @@ pub async fn plan_all(
         }
     }
     (planned, failures)
+}
+
+/// The output of a k-means step: the entity id, its persona number and name.
+pub fn kmeans_schema(spec: &KMeansSpec) -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new(spec.id.as_str(), DataType::Utf8, false),
+        Field::new("persona_id", DataType::Int64, false),
+        Field::new("persona_name", DataType::Utf8, false),
+    ]))
+}
+
+/// Cluster the rows of `spec.input` (see [`crate::personas`]). Rows with a missing feature get no
+/// persona; the clustering itself runs on a blocking thread.
+async fn run_kmeans(
+    ctx: &SessionContext,
+    step: &Step,
+    spec: &KMeansSpec,
+) -> Result<(MemTable, serde_json::Value), Error> {
+    let fail = |message: String| Error::Step {
+        step: step.name.clone(),
+        origin: step.origin.clone(),
+        source: datafusion::error::DataFusionError::Plan(message),
+    };
+    let input = ctx
+        .table(spec.input.as_str())
+        .await
+        .map_err(|source| step_error(step, source))?;
+    let mut columns = vec![spec.id.as_str()];
+    columns.extend(spec.features.iter().map(String::as_str));
+    let batches = input
+        .select_columns(&columns)
+        .map_err(|source| step_error(step, source))?
+        .collect()
+        .await
+        .map_err(|source| step_error(step, source))?;
+    let mut ids = Vec::new();
+    let mut values = Vec::new();
+    for batch in &batches {
+        let id_column = cast(batch.column(0), &DataType::Utf8).map_err(|e| step_error(step, e.into()))?;
+        let id_column = id_column.as_string::<i32>();
+        let features: Vec<ArrayRef> = (1..batch.num_columns())
+            .map(|i| cast(batch.column(i), &DataType::Float64))
+            .collect::<Result<_, _>>()
+            .map_err(|e| step_error(step, e.into()))?;
+        let features: Vec<&Float64Array> = features.iter().map(|a| a.as_primitive::<Float64Type>()).collect();
+        for row in 0..batch.num_rows() {
+            if id_column.is_null(row) || features.iter().any(|f| f.is_null(row) || !f.value(row).is_finite()) {
+                continue;
+            }
+            ids.push(id_column.value(row).to_string());
+            values.extend(features.iter().map(|f| f.value(row)));
+        }
+    }
+    let rows = ids.len();
+    let data = ndarray::Array2::from_shape_vec((rows, spec.features.len()), values).map_err(|e| fail(e.to_string()))?;
+    let job_spec = spec.clone();
+    let job_ids = ids.clone();
+    let (labels, clustering) =
+        tokio::task::spawn_blocking(move || crate::personas::cluster(&job_ids, &data, &job_spec))
+            .await
+            .map_err(|e| fail(format!("clustering stopped: {e}")))?
+            .map_err(|e| fail(e.to_string()))?;
+    let persona_ids = Int64Array::from_iter_values(labels.iter().map(|&l| l as i64 + 1));
+    let names = StringArray::from_iter_values(labels.iter().map(|&l| clustering.names[l].as_str()));
+    let schema = kmeans_schema(spec);
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![Arc::new(StringArray::from(ids)), Arc::new(persona_ids), Arc::new(names)],
+    )
+    .map_err(|e| step_error(step, e.into()))?;
+    let table = MemTable::try_new(schema, vec![vec![batch]]).map_err(|source| step_error(step, source))?;
+    let details = serde_json::to_value(&clustering).map_err(|e| fail(e.to_string()))?;
+    Ok((table, details))
 }
 
 #[cfg(test)]

@@ -255,6 +255,8 @@ impl fmt::Display for SqlOrigin {
 #[derive(Debug, Clone)]
 pub struct Step {
     pub name: String,
+    /// A clustering step instead of SQL (then `sql` is empty).
+    pub kmeans: Option<crate::personas::KMeansSpec>,
     /// The SQL after templating.
     pub sql: String,
     pub origin: SqlOrigin,
@@ -765,6 +767,26 @@ pub fn compile(
                 format!("`{}` is already the name of a source or an earlier step", step.name),
             );
         }
+        if let Some(kmeans) = step.kmeans {
+            if step.sql.is_some() || step.query.is_some() {
+                c.report(
+                    &["steps:", &needle],
+                    key.clone(),
+                    "a step is either SQL (`sql`/`query`) or `kmeans`, not both",
+                );
+            }
+            let spec = compile_kmeans(&mut c, &key, &needle, kmeans, &ctx);
+            steps.push(Step {
+                name: step.name,
+                kmeans: spec,
+                sql: String::new(),
+                origin: SqlOrigin::Inline,
+                depends_on: step.depends_on,
+                materialize: Some(true),
+                description: step.description,
+            });
+            continue;
+        }
         let (source_text, origin) = match (&step.sql, &step.query) {
             (Some(file), None) => {
                 let file_path = sql_dir.join(file);
@@ -807,6 +829,7 @@ pub fn compile(
         });
         steps.push(Step {
             name: step.name,
+            kmeans: None,
             sql: sql.unwrap_or_default(),
             origin,
             depends_on: step.depends_on,
@@ -960,6 +983,75 @@ impl Default for S3Settings {
             connect_timeout: Duration::from_secs(5),
         }
     }
+}
+
+fn compile_kmeans(
+    c: &mut Compiler<'_>,
+    key: &str,
+    needle: &str,
+    raw: raw::RawKMeans,
+    ctx: &TemplateContext,
+) -> Option<crate::personas::KMeansSpec> {
+    // `k` may be a template (`"{{ persona_k }}"`), so a var can set it.
+    let k_text = match &raw.k {
+        None => "auto".to_string(),
+        Some(raw::RawK::Fixed(k)) => k.to_string(),
+        Some(raw::RawK::Named(text)) => {
+            c.templated(&format!("{key}.kmeans.k"), &["steps:", needle, "k:"], text, ctx)?
+        }
+    };
+    let k = match k_text.trim() {
+        "auto" => None,
+        number => match number.parse::<usize>() {
+            Ok(k) if k >= 1 => Some(k),
+            _ => {
+                c.report(
+                    &["steps:", needle, "k:"],
+                    format!("{key}.kmeans.k"),
+                    format!("`{number}`: k is a number of clusters (1 or more) or `auto`"),
+                );
+                return None;
+            }
+        },
+    };
+    let (k_min, k_max) = (raw.k_min.unwrap_or(2), raw.k_max.unwrap_or(8));
+    if k_min < 2 || k_max < k_min {
+        c.report(
+            &["steps:", needle, "kmeans:"],
+            format!("{key}.kmeans"),
+            "need 2 <= k_min <= k_max",
+        );
+        return None;
+    }
+    if raw.features.is_empty() {
+        c.report(
+            &["steps:", needle, "features:"],
+            format!("{key}.kmeans.features"),
+            "name at least one feature column",
+        );
+        return None;
+    }
+    let order_by = raw.order_by.unwrap_or_else(|| raw.features[0].clone());
+    if !raw.features.contains(&order_by) {
+        c.report(
+            &["steps:", needle, "order_by:"],
+            format!("{key}.kmeans.order_by"),
+            format!("`{order_by}` is not one of the features"),
+        );
+    }
+    Some(crate::personas::KMeansSpec {
+        input: raw.input,
+        id: raw.id,
+        features: raw.features,
+        k,
+        k_min,
+        k_max,
+        sample_size: raw.sample_size.unwrap_or(10_000),
+        seed: raw.seed.unwrap_or(42),
+        max_iterations: raw.max_iterations.unwrap_or(300),
+        order_by,
+        naming: raw.naming.unwrap_or_default(),
+    })
 }
 
 fn compile_s3(c: &mut Compiler<'_>, raw: Option<raw::RawS3>) -> S3Settings {

@@ -183,6 +183,9 @@ pub struct RawStep {
     /// Tables this step needs beyond those its SQL names (which are found automatically).
     #[serde(default)]
     pub depends_on: Vec<String>,
+    /// Instead of SQL: k-means clustering of the rows of another table (personas).
+    #[serde(default)]
+    pub kmeans: Option<RawKMeans>,
     /// Compute once and keep in memory (for a step many others read); otherwise it is a view.
     #[serde(default)]
     pub materialize: Option<bool>,
@@ -252,4 +255,45 @@ pub struct RawCheck {
     /// How many failing rows to report as examples. Default 5.
     #[serde(default)]
     pub examples: Option<usize>,
+}
+
+/// `k: 4` or `k: auto`.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RawK {
+    Fixed(usize),
+    Named(String),
+}
+
+/// A k-means step: one output row per input row, with `persona_id` and `persona_name`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKMeans {
+    /// The table to cluster: one row per entity.
+    pub input: String,
+    /// The column identifying an entity (kept in the output).
+    pub id: String,
+    /// Numeric feature columns; each is standardised (z-score) before clustering.
+    pub features: Vec<String>,
+    /// A number of clusters, or `auto` (default): the best silhouette over k_min..=k_max.
+    #[serde(default)]
+    pub k: Option<RawK>,
+    #[serde(default)]
+    pub k_min: Option<usize>,
+    #[serde(default)]
+    pub k_max: Option<usize>,
+    /// Entities in the deterministic sample the silhouette is computed on. Default 10,000.
+    #[serde(default)]
+    pub sample_size: Option<usize>,
+    /// Seed of the k-means++ initialisation. Default 42.
+    #[serde(default)]
+    pub seed: Option<u64>,
+    #[serde(default)]
+    pub max_iterations: Option<u64>,
+    /// Clusters are numbered by descending centroid of this feature. Default: the first feature.
+    #[serde(default)]
+    pub order_by: Option<String>,
+    /// `generic` (default) or `customers` (persona names for the bundled persona features).
+    #[serde(default)]
+    pub naming: Option<crate::personas::Naming>,
 }

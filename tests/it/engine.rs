@@ -344,3 +344,111 @@ fn an_undeclared_var_on_the_command_line_is_a_usage_error() {
         bad_date.stderr
     );
 }
+
+/// Globs, zstd, CSV options and a failing data-quality check, on one small pipeline.
+const OPTIONS_PIPELINE: &str = r#"
+name: options
+vars:
+  min_amount: 0
+sources:
+  sales:
+    location: "exports/sales/*/part-*.csv*"
+    format: csv
+    csv:
+      delimiter: ";"
+      null_values: ["", "n/a"]
+    schema:
+      region: string
+      amount: float
+steps:
+  - name: totals
+    query: |
+      SELECT COALESCE(region, 'unknown') AS region, SUM(amount) AS amount, COUNT(*) AS rows_read
+      FROM sales GROUP BY COALESCE(region, 'unknown') ORDER BY region
+checks:
+  - name: amounts_reach_the_minimum
+    expression: SELECT region, amount FROM totals WHERE amount < {{ var('min_amount') }}
+    severity: error
+  - name: regions_are_known
+    expression: SELECT region FROM totals WHERE region = 'unknown'
+    severity: warn
+output:
+  location: out
+marts:
+  totals: {}
+"#;
+
+fn options_project() -> Project {
+    let project = Project::new();
+    project.write("pipelines/options.yaml", OPTIONS_PIPELINE);
+    project.write("exports/sales/a/part-1.csv", "region;amount\nnorth;10\nsouth;n/a\n");
+    let compressed = zstd::encode_all(&b"region;amount\nnorth;5\n;7\n"[..], 3).expect("zstd");
+    project.write("exports/sales/b/part-2.csv.zst", compressed);
+    // Outside the glob: never read.
+    project.write("exports/sales/c/other.csv", "region;amount\nwest;1000\n");
+    project
+}
+
+#[test]
+fn globs_zstd_and_csv_options_are_honoured() {
+    let project = options_project();
+    let mut command = project.lifemap();
+    command.args(["run", "pipelines/options.yaml", "--ds", "2026-10-31"]);
+    let outcome = run_expecting(command, 0);
+    assert_eq!(outcome.summary()["rows"]["totals"], 3);
+    let folder = project.path("out/totals/ds=2026-10-31/");
+    assert_eq!(
+        query_parquet(
+            &SessionContext::new(),
+            folder.to_str().expect("utf-8"),
+            "SELECT * FROM t ORDER BY region"
+        ),
+        "+---------+--------+-----------+\n\
+         | region  | amount | rows_read |\n\
+         +---------+--------+-----------+\n\
+         | north   | 15.0   | 2         |\n\
+         | south   |        | 1         |\n\
+         | unknown | 7.0    | 1         |\n\
+         +---------+--------+-----------+"
+    );
+    // The warning is recorded, not fatal.
+    let results: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(project.path("out/_runs/ds=2026-10-31/run_results.json")).expect("results"),
+    )
+    .expect("json");
+    let warning = &results["checks"][1];
+    assert_eq!(
+        (
+            warning["name"].as_str(),
+            warning["status"].as_str(),
+            warning["failing_rows"].as_u64()
+        ),
+        (Some("regions_are_known"), Some("failed"), Some(1))
+    );
+    assert_eq!(warning["examples"][0]["region"], "unknown");
+}
+
+#[test]
+fn an_error_level_check_failure_publishes_nothing_and_exits_3() {
+    let project = options_project();
+    let mut command = project.lifemap();
+    command.args([
+        "run",
+        "pipelines/options.yaml",
+        "--ds",
+        "2026-10-31",
+        "--var",
+        "min_amount=10",
+    ]);
+    let outcome = run_expecting(command, 3);
+    assert_eq!(outcome.summary()["status"], "failed");
+    assert!(
+        outcome
+            .stderr
+            .contains("data-quality checks failed: `amounts_reach_the_minimum` (1 failing rows"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!project.path("out/totals").exists(), "nothing published");
+    assert!(files_below(&project.path("out/_staging")).is_empty());
+}

@@ -3,6 +3,7 @@
 mod common;
 mod engine;
 mod lifecycle;
+mod personas;
 mod s3;
 mod sample;
 mod validate;

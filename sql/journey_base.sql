@@ -1,0 +1,142 @@
+-- One row per person: milestones (with implied earlier stages), orders, status, RFM, latest NPS.
+-- customer_journey.sql adds the persona, which is computed from these columns.
+WITH ev AS (
+  SELECT
+    person_id,
+    MIN(occurred_at) AS first_event_at,
+    MAX(occurred_at) AS last_event_at,
+    MIN(CASE WHEN is_awareness THEN occurred_at END) AS first_awareness_at,
+    MIN(CASE WHEN is_consideration THEN occurred_at END) AS first_consideration_at
+  FROM person_events
+  GROUP BY person_id
+),
+ord AS (
+  SELECT
+    customer_id AS person_id,
+    COUNT(*) AS orders,
+    SUM(amount) AS revenue,
+    MIN(ordered_at) AS purchase_at,
+    MIN(CASE WHEN order_number = 2 THEN ordered_at END) AS retention_at,
+    MAX(ordered_at) AS last_order_at
+  FROM completed_orders
+  GROUP BY customer_id
+),
+responses AS (
+  SELECT * FROM stg_feedback WHERE reject_reason IS NULL
+),
+persons AS (
+  SELECT person_id FROM ev UNION SELECT person_id FROM ord
+),
+base AS (
+  SELECT
+    p.person_id,
+    p.person_id NOT LIKE 'anon:%' AS is_known,
+    LEAST(ev.first_event_at, ord.purchase_at) AS first_seen_at,
+    GREATEST(ev.last_event_at, ord.last_order_at) AS last_seen_at,
+    LEAST(ev.first_awareness_at, ev.first_consideration_at, ord.purchase_at) AS awareness_at,
+    LEAST(ev.first_consideration_at, ord.purchase_at) AS consideration_at,
+    ord.purchase_at,
+    ord.retention_at,
+    COALESCE(ord.orders, 0) AS orders,
+    CAST(COALESCE(ord.revenue, 0) AS DECIMAL(18, 2)) AS revenue,
+    ord.last_order_at
+  FROM persons p
+  LEFT JOIN ev ON ev.person_id = p.person_id
+  LEFT JOIN ord ON ord.person_id = p.person_id
+),
+advocacy_acts AS (
+  SELECT person_id, occurred_at AS acted_at FROM person_events WHERE is_advocacy
+  UNION ALL
+  SELECT customer_id, responded_at FROM responses WHERE nps_score >= {{ var('promoter_score') }}
+),
+advocacy AS (
+  SELECT b.person_id, MIN(a.acted_at) AS advocacy_at
+  FROM base b
+  JOIN advocacy_acts a ON a.person_id = b.person_id AND a.acted_at >= b.purchase_at
+  GROUP BY b.person_id
+),
+latest_nps AS (
+  SELECT customer_id AS person_id, first_value(nps_score ORDER BY responded_at DESC, response_id DESC) AS latest_nps
+  FROM responses
+  GROUP BY customer_id
+),
+rfm AS (
+  SELECT
+    person_id,
+    recency_days,
+    NTILE(5) OVER (ORDER BY recency_days DESC, person_id) AS r_score,
+    NTILE(5) OVER (ORDER BY frequency, person_id) AS f_score,
+    NTILE(5) OVER (ORDER BY monetary, person_id) AS m_score
+  FROM (
+    SELECT
+      person_id,
+      DATE '{{ ds }}' - CAST(local_time(last_order_at, '{{ timezone }}') AS DATE) AS recency_days,
+      orders AS frequency,
+      revenue AS monetary
+    FROM base
+    WHERE orders > 0
+  ) buyers
+),
+scored AS (
+  SELECT
+    b.*,
+    a.advocacy_at,
+    r.recency_days,
+    r.r_score,
+    r.f_score,
+    r.m_score,
+    (r.f_score + r.m_score + 1) / 2 AS fm,
+    n.latest_nps
+  FROM base b
+  LEFT JOIN advocacy a ON a.person_id = b.person_id
+  LEFT JOIN rfm r ON r.person_id = b.person_id
+  LEFT JOIN latest_nps n ON n.person_id = b.person_id
+)
+SELECT
+  person_id,
+  is_known,
+  first_seen_at,
+  last_seen_at,
+  awareness_at,
+  consideration_at,
+  purchase_at,
+  retention_at,
+  advocacy_at,
+  CASE
+    WHEN advocacy_at IS NOT NULL THEN 'advocacy'
+    WHEN retention_at IS NOT NULL THEN 'retention'
+    WHEN purchase_at IS NOT NULL THEN 'purchase'
+    WHEN consideration_at IS NOT NULL THEN 'consideration'
+    WHEN awareness_at IS NOT NULL THEN 'awareness'
+    ELSE 'none'
+  END AS current_stage,
+  (date_part('epoch', purchase_at) - date_part('epoch', awareness_at)) / 86400.0 AS days_to_purchase,
+  orders,
+  revenue,
+  last_order_at,
+  CASE
+    WHEN orders = 0 THEN 'prospect'
+    WHEN purchase_at >= TIMESTAMP '{{ as_of }}' - INTERVAL '{{ var("new_customer_days") }} days' THEN 'new'
+    WHEN last_order_at >= TIMESTAMP '{{ as_of }}' - INTERVAL '{{ var("active_days") }} days' THEN 'active'
+    WHEN last_order_at >= TIMESTAMP '{{ as_of }}' - INTERVAL '{{ var("at_risk_days") }} days' THEN 'at_risk'
+    ELSE 'churned'
+  END AS customer_status,
+  recency_days,
+  CASE WHEN orders > 0 THEN orders END AS frequency,
+  CASE WHEN orders > 0 THEN revenue END AS monetary,
+  r_score,
+  f_score,
+  m_score,
+  CASE
+    WHEN r_score IS NULL THEN NULL
+    WHEN r_score >= 4 AND fm >= 4 THEN 'champions'
+    WHEN r_score >= 3 AND fm >= 3 THEN 'loyal'
+    WHEN r_score >= 4 AND orders = 1 THEN 'new_customers'
+    WHEN r_score >= 4 THEN 'promising'
+    WHEN r_score = 3 THEN 'need_attention'
+    WHEN r_score <= 2 AND fm >= 3 THEN 'at_risk'
+    WHEN r_score = 2 THEN 'hibernating'
+    ELSE 'lost'
+  END AS rfm_segment,
+  latest_nps
+FROM scored

@@ -1,0 +1,460 @@
+//! Personas: k-means clustering of entities (customers) on standardised behavioural features.
+//!
+//! A `kmeans` step reads one row per entity, standardises every feature (z-score over the
+//! population), and clusters with linfa's k-means (k-means++ seeding, fixed seed). k is given, or
+//! chosen as the best silhouette over `k_min..=k_max` on a deterministic sample. The fit is then
+//! refined with Lloyd iterations until no entity changes cluster, so every entity ends nearest its
+//! own centroid and every centroid is the mean of its members. Input is sorted by id first, so the
+//! same data gives the same clusters whatever order the engine produced it in.
+//!
+//! Clusters are numbered by a documented rule (descending centroid of `order_by`, the monetary
+//! feature for the bundled personas) and named from their standout features in plain words.
+
+use linfa::metrics::SilhouetteScore;
+use linfa::prelude::*;
+use linfa_clustering::{KMeans, KMeansInit};
+use ndarray::{Array1, Array2, ArrayView1, Axis};
+use rand_xoshiro::Xoshiro256Plus;
+use rand_xoshiro::rand_core::SeedableRng;
+use serde::Serialize;
+
+/// How clusters are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Naming {
+    /// "High log_monetary, low recency_days": works for any features.
+    #[default]
+    Generic,
+    /// Customer personas in words an executive reads; expects the bundled persona features
+    /// `recency_days`, `log_frequency`, `log_monetary`, `avg_order_value`, `log_events_90d`.
+    Customers,
+}
+
+/// What to cluster and how.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KMeansSpec {
+    pub input: String,
+    pub id: String,
+    pub features: Vec<String>,
+    /// `None`: choose by silhouette.
+    pub k: Option<usize>,
+    pub k_min: usize,
+    pub k_max: usize,
+    pub sample_size: usize,
+    pub seed: u64,
+    pub max_iterations: u64,
+    pub order_by: String,
+    pub naming: Naming,
+}
+
+/// The outcome of a clustering, for run results and the personas mart.
+#[derive(Debug, Clone, Serialize)]
+pub struct Clustering {
+    pub k: usize,
+    pub chosen_by: &'static str,
+    /// Silhouette of the chosen k on the sample (when k was chosen).
+    pub silhouette: Option<f64>,
+    /// Silhouette of every k tried, in order.
+    pub silhouettes: Vec<(usize, f64)>,
+    /// Sum of squared distances to the own centroid, in standardised units, over all entities.
+    pub inertia: f64,
+    pub iterations: usize,
+    pub entities: usize,
+    pub names: Vec<String>,
+    pub sizes: Vec<usize>,
+    /// Standardised centroids, by persona (row) and feature (column).
+    #[serde(skip)]
+    pub centroids: Array2<f64>,
+}
+
+/// Errors of clustering: too little data or a bad setting.
+#[derive(Debug, thiserror::Error)]
+pub enum PersonaError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("k-means failed: {0}")]
+    Fit(String),
+}
+
+/// FNV-1a: a hash that is the same on every machine and run, for the silhouette sample.
+fn stable_hash(text: &str) -> u64 {
+    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// Standardise each column (population z-score); a constant column becomes 0.
+pub fn standardise(raw: &Array2<f64>) -> Array2<f64> {
+    let mut data = raw.clone();
+    for mut column in data.axis_iter_mut(Axis(1)) {
+        let n = column.len().max(1) as f64;
+        let mean = column.sum() / n;
+        let variance = column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+        let std = variance.sqrt();
+        column.mapv_inplace(|v| if std > 0.0 { (v - mean) / std } else { 0.0 });
+    }
+    data
+}
+
+fn squared_distance(a: ArrayView1<f64>, b: ArrayView1<f64>) -> f64 {
+    a.iter().zip(b.iter()).map(|(x, y)| (x - y).powi(2)).sum()
+}
+
+fn nearest(point: ArrayView1<f64>, centroids: &Array2<f64>) -> usize {
+    let mut best = (0, f64::INFINITY);
+    for (index, centroid) in centroids.axis_iter(Axis(0)).enumerate() {
+        let distance = squared_distance(point, centroid);
+        if distance < best.1 {
+            best = (index, distance);
+        }
+    }
+    best.0
+}
+
+fn fit(data: &Array2<f64>, k: usize, seed: u64, max_iterations: u64) -> Result<Array2<f64>, PersonaError> {
+    let dataset = DatasetBase::from(data.clone());
+    let model = KMeans::params_with_rng(k, Xoshiro256Plus::seed_from_u64(seed))
+        .init_method(KMeansInit::KMeansPlusPlus)
+        .n_runs(1)
+        .max_n_iterations(max_iterations)
+        .tolerance(1e-9)
+        .fit(&dataset)
+        .map_err(|err| PersonaError::Fit(err.to_string()))?;
+    Ok(model.centroids().clone())
+}
+
+/// Lloyd iterations until no assignment changes (or `max_iterations`).
+fn refine(data: &Array2<f64>, mut centroids: Array2<f64>, max_iterations: u64) -> (Array2<f64>, Vec<usize>, usize) {
+    let mut labels: Vec<usize> = data.axis_iter(Axis(0)).map(|row| nearest(row, &centroids)).collect();
+    let mut iterations = 0;
+    loop {
+        let k = centroids.nrows();
+        let mut sums = Array2::<f64>::zeros(centroids.raw_dim());
+        let mut counts = vec![0usize; k];
+        for (row, &label) in data.axis_iter(Axis(0)).zip(&labels) {
+            let mut sum = sums.row_mut(label);
+            sum += &row;
+            counts[label] += 1;
+        }
+        for (cluster, count) in counts.iter().enumerate() {
+            if *count > 0 {
+                let mean = sums.row(cluster).mapv(|v| v / *count as f64);
+                centroids.row_mut(cluster).assign(&mean);
+            }
+        }
+        let next: Vec<usize> = data.axis_iter(Axis(0)).map(|row| nearest(row, &centroids)).collect();
+        iterations += 1;
+        if next == labels || iterations as u64 >= max_iterations {
+            return (centroids, next, iterations);
+        }
+        labels = next;
+    }
+}
+
+/// Cluster `raw` (rows = entities in the order of `ids`); returns each row's persona (0-based,
+/// already in persona order) and the clustering.
+pub fn cluster(ids: &[String], raw: &Array2<f64>, spec: &KMeansSpec) -> Result<(Vec<usize>, Clustering), PersonaError> {
+    let n = raw.nrows();
+    if n < 2 {
+        return Err(PersonaError::Invalid(format!("{n} entities: too few to cluster")));
+    }
+    // Rows in id order: the result must not depend on the order the engine produced.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| ids[a].cmp(&ids[b]));
+    let data = standardise(&raw.select(Axis(0), &order));
+
+    let mut silhouettes = Vec::new();
+    let (k, chosen_by, silhouette) = match spec.k {
+        Some(k) => (k.min(n), "configured", None),
+        None => {
+            let mut sample: Vec<usize> = (0..n).collect();
+            sample.sort_by_key(|&i| (stable_hash(&ids[order[i]]), i));
+            sample.truncate(spec.sample_size.max(2));
+            let sample_data = data.select(Axis(0), &sample);
+            let mut best: Option<(usize, f64)> = None;
+            for k in spec.k_min..=spec.k_max.min(sample_data.nrows() - 1) {
+                let centroids = fit(&sample_data, k, spec.seed, spec.max_iterations)?;
+                let labels: Array1<usize> = sample_data
+                    .axis_iter(Axis(0))
+                    .map(|row| nearest(row, &centroids))
+                    .collect();
+                let score = DatasetBase::from(sample_data.clone())
+                    .with_targets(labels)
+                    .silhouette_score()
+                    .map_err(|err| PersonaError::Fit(err.to_string()))?;
+                silhouettes.push((k, score));
+                if best.is_none_or(|(_, top)| score > top) {
+                    best = Some((k, score));
+                }
+            }
+            let (k, score) = best.ok_or_else(|| PersonaError::Invalid("no k to try: check k_min and k_max".into()))?;
+            (k, "silhouette", Some(score))
+        }
+    };
+
+    let initial = fit(&data, k, spec.seed, spec.max_iterations)?;
+    let (centroids, labels, iterations) = refine(&data, initial, spec.max_iterations.max(1000));
+
+    // Persona order: descending centroid of `order_by`, then the centroid itself, for stable ids.
+    let order_column = spec.features.iter().position(|f| *f == spec.order_by).unwrap_or(0);
+    let mut ranking: Vec<usize> = (0..k).collect();
+    ranking.sort_by(|&a, &b| {
+        centroids[[b, order_column]]
+            .total_cmp(&centroids[[a, order_column]])
+            .then_with(|| {
+                centroids
+                    .row(a)
+                    .iter()
+                    .zip(centroids.row(b).iter())
+                    .fold(std::cmp::Ordering::Equal, |o, (x, y)| o.then(x.total_cmp(y)))
+            })
+    });
+    let mut rank_of = vec![0; k];
+    for (rank, &cluster) in ranking.iter().enumerate() {
+        rank_of[cluster] = rank;
+    }
+    let ordered_centroids = centroids.select(Axis(0), &ranking);
+    let mut sizes = vec![0; k];
+    let mut by_row = vec![0; n];
+    let mut inertia = 0.0;
+    for (position, &label) in labels.iter().enumerate() {
+        let persona = rank_of[label];
+        sizes[persona] += 1;
+        by_row[order[position]] = persona;
+        inertia += squared_distance(data.row(position), centroids.row(label));
+    }
+    let names = name_all(&ordered_centroids, &spec.features, spec.naming);
+    Ok((
+        by_row,
+        Clustering {
+            k,
+            chosen_by,
+            silhouette,
+            silhouettes,
+            inertia,
+            iterations,
+            entities: n,
+            names,
+            sizes,
+            centroids: ordered_centroids,
+        },
+    ))
+}
+
+/// Names for every centroid, distinct within the run.
+fn name_all(centroids: &Array2<f64>, features: &[String], naming: Naming) -> Vec<String> {
+    let mut names: Vec<String> = centroids
+        .axis_iter(Axis(0))
+        .map(|c| name_one(c, features, naming))
+        .collect();
+    // Same name twice: qualify each by its most distinctive feature, then by number.
+    for index in 0..names.len() {
+        let clashes: Vec<usize> = (0..names.len()).filter(|&j| names[j] == names[index]).collect();
+        if clashes.len() > 1 {
+            for &j in &clashes {
+                names[j] = format!("{} ({})", names[j], describe_standout(centroids.row(j), features));
+            }
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    for name in &mut names {
+        let count = seen.entry(name.clone()).or_insert(0);
+        *count += 1;
+        if *count > 1 {
+            *name = format!("{name} {}", *count);
+        }
+    }
+    names
+}
+
+fn describe_standout(centroid: ArrayView1<f64>, features: &[String]) -> String {
+    let (index, value) = centroid
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+        .map(|(i, v)| (i, *v))
+        .unwrap_or((0, 0.0));
+    let feature = features.get(index).map(String::as_str).unwrap_or("feature");
+    format!(
+        "{} {}",
+        if value >= 0.0 { "high" } else { "low" },
+        feature.trim_start_matches("log_").replace('_', " ")
+    )
+}
+
+fn name_one(centroid: ArrayView1<f64>, features: &[String], naming: Naming) -> String {
+    let value = |name: &str| features.iter().position(|f| f == name).map(|i| centroid[i]);
+    if naming == Naming::Customers
+        && let (Some(recency), Some(frequency), Some(monetary), Some(aov), Some(engagement)) = (
+            value("recency_days"),
+            value("log_frequency"),
+            value("log_monetary"),
+            value("avg_order_value"),
+            value("log_events_90d"),
+        )
+    {
+        // Standardised units: 0.5 is half a standard deviation from the average customer.
+        let high = |v: f64| v > 0.5;
+        let low = |v: f64| v < -0.5;
+        return match () {
+            _ if low(recency) && high(frequency) && high(monetary) => "High-value loyalists",
+            _ if high(frequency) && low(aov) => "Frequent bargain hunters",
+            _ if high(monetary) && high(frequency) => "Big spenders",
+            _ if high(recency) && high(frequency) => "Fading regulars",
+            _ if high(recency) && !high(frequency) => "Lapsed one-time buyers",
+            _ if high(aov) && !high(frequency) => "Big-ticket occasional buyers",
+            _ if high(engagement) && !high(monetary) => "Engaged browsers",
+            _ if low(recency) && !high(frequency) => "Promising newcomers",
+            _ if low(engagement) => "Quiet occasional buyers",
+            _ => "Steady regulars",
+        }
+        .to_string();
+    }
+    // Generic: the two features furthest from the average, in words.
+    let mut ranked: Vec<(usize, f64)> = centroid.iter().copied().enumerate().collect();
+    ranked.sort_by(|a, b| b.1.abs().total_cmp(&a.1.abs()).then(a.0.cmp(&b.0)));
+    let words: Vec<String> = ranked
+        .iter()
+        .take(2)
+        .filter(|(_, v)| v.abs() > 0.25)
+        .map(|(i, v)| {
+            format!(
+                "{} {}",
+                if *v >= 0.0 { "high" } else { "low" },
+                features.get(*i).map(String::as_str).unwrap_or("feature")
+            )
+        })
+        .collect();
+    if words.is_empty() {
+        "Average".to_string()
+    } else {
+        let mut text = words.join(", ");
+        if let Some(first) = text.get_mut(0..1) {
+            first.make_ascii_uppercase();
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(k: Option<usize>) -> KMeansSpec {
+        KMeansSpec {
+            input: "features".into(),
+            id: "id".into(),
+            features: vec!["x".into(), "y".into()],
+            k,
+            k_min: 2,
+            k_max: 6,
+            sample_size: 10_000,
+            seed: 42,
+            max_iterations: 300,
+            order_by: "x".into(),
+            naming: Naming::Generic,
+        }
+    }
+
+    /// Three planted blobs around (0,0), (10,0) and (0,10), with a little deterministic jitter.
+    fn blobs(per_blob: usize) -> (Vec<String>, Array2<f64>, Vec<usize>) {
+        let centres = [(0.0, 0.0), (10.0, 0.0), (0.0, 10.0)];
+        let mut ids = Vec::new();
+        let mut rows = Vec::new();
+        let mut truth = Vec::new();
+        let mut state: u64 = 7;
+        let mut jitter = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((state >> 33) as f64 / (1u64 << 31) as f64) - 0.5
+        };
+        for i in 0..per_blob {
+            for (blob, (cx, cy)) in centres.iter().enumerate() {
+                ids.push(format!("e{blob}-{i:05}"));
+                rows.extend([cx + jitter(), cy + jitter()]);
+                truth.push(blob);
+            }
+        }
+        (
+            ids,
+            Array2::from_shape_vec((rows.len() / 2, 2), rows).expect("shape"),
+            truth,
+        )
+    }
+
+    #[test]
+    fn recovers_planted_clusters_and_chooses_k_by_silhouette() {
+        let (ids, data, truth) = blobs(200);
+        let (labels, clustering) = cluster(&ids, &data, &spec(None)).expect("cluster");
+        assert_eq!(clustering.k, 3, "silhouettes: {:?}", clustering.silhouettes);
+        assert_eq!(clustering.sizes, vec![200, 200, 200]);
+        // Each planted blob maps to exactly one persona; ordered by descending x: blob 1 first.
+        for blob in 0..3 {
+            let personas: std::collections::HashSet<usize> = truth
+                .iter()
+                .zip(&labels)
+                .filter(|(t, _)| **t == blob)
+                .map(|(_, l)| *l)
+                .collect();
+            assert_eq!(personas.len(), 1, "blob {blob}");
+        }
+        assert_eq!(labels[1], 0, "the blob at x = 10 has the largest x centroid");
+    }
+
+    #[test]
+    fn converged_each_entity_nearest_its_centroid_and_centroids_are_means() {
+        let (ids, data, _) = blobs(150);
+        // Fewer clusters than blobs makes the assignment non-trivial.
+        let (labels, clustering) = cluster(&ids, &data, &spec(Some(2))).expect("cluster");
+        let standard = standardise(&data);
+        for (row, &label) in standard.axis_iter(Axis(0)).zip(&labels) {
+            assert_eq!(nearest(row, &clustering.centroids), label);
+        }
+        for persona in 0..2 {
+            let members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == persona).collect();
+            let mean = standard.select(Axis(0), &members).mean_axis(Axis(0)).expect("members");
+            for (a, b) in mean.iter().zip(clustering.centroids.row(persona).iter()) {
+                assert!((a - b).abs() < 1e-9, "{mean} vs {}", clustering.centroids.row(persona));
+            }
+        }
+    }
+
+    #[test]
+    fn deterministic_whatever_the_row_order() {
+        let (ids, data, _) = blobs(100);
+        let (labels, first) = cluster(&ids, &data, &spec(None)).expect("cluster");
+        let reversed: Vec<usize> = (0..ids.len()).rev().collect();
+        let ids_rev: Vec<String> = reversed.iter().map(|&i| ids[i].clone()).collect();
+        let (labels_rev, second) = cluster(&ids_rev, &data.select(Axis(0), &reversed), &spec(None)).expect("cluster");
+        assert_eq!(first.names, second.names);
+        assert_eq!(first.k, second.k);
+        for (position, &i) in reversed.iter().enumerate() {
+            assert_eq!(labels[i], labels_rev[position]);
+        }
+    }
+
+    #[test]
+    fn customer_names_read_like_words_and_are_distinct() {
+        let features: Vec<String> = [
+            "recency_days",
+            "log_frequency",
+            "log_monetary",
+            "avg_order_value",
+            "log_events_90d",
+        ]
+        .map(String::from)
+        .to_vec();
+        let centroids = ndarray::arr2(&[
+            [-1.0, 1.5, 1.6, 0.3, 0.8],
+            [1.4, -0.8, -0.6, 0.0, -0.9],
+            [0.1, 1.2, 0.2, -1.0, 0.5],
+            [1.5, -0.9, -0.7, 0.1, -1.0],
+        ]);
+        let names = name_all(&centroids, &features, Naming::Customers);
+        assert_eq!(names[0], "High-value loyalists");
+        assert_eq!(names[2], "Frequent bargain hunters");
+        assert!(names[1].starts_with("Lapsed one-time buyers") && names[3].starts_with("Lapsed one-time buyers"));
+        assert_ne!(names[1], names[3]);
+    }
+}

@@ -1,0 +1,147 @@
+//! Personas and trend mapping of the bundled pipeline on the bundled sample.
+
+use datafusion::arrow::array::{Array, AsArray};
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+use crate::common::{Project, block_on, files_below, run_expecting};
+
+fn run_on_sample(project: &Project, marts: &str) -> serde_json::Value {
+    let mut command = project.lifemap();
+    command
+        .args([
+            "run",
+            &format!("{}/pipelines/customer_lifecycle.yaml", env!("CARGO_MANIFEST_DIR")),
+        ])
+        .args([
+            "--ds",
+            "2026-10-31",
+            "--var",
+            &format!("exports_uri={}/data/sample", env!("CARGO_MANIFEST_DIR")),
+        ])
+        .args(["--var", &format!("marts_uri={marts}")]);
+    run_expecting(command, 0);
+    serde_json::from_slice(
+        &std::fs::read(project.path(&format!("{marts}/_runs/ds=2026-10-31/run_results.json"))).expect("results"),
+    )
+    .expect("json")
+}
+
+fn strings(project: &Project, mart_folder: &str, sql: &str) -> Vec<String> {
+    let folder = project.path(mart_folder);
+    block_on(async {
+        let ctx = SessionContext::new();
+        ctx.register_parquet("t", folder.to_str().expect("utf-8"), ParquetReadOptions::default())
+            .await
+            .expect("register");
+        let batches = ctx.sql(sql).await.expect("sql").collect().await.expect("collect");
+        let mut out = Vec::new();
+        for batch in batches {
+            let column =
+                datafusion::arrow::compute::cast(batch.column(0), &datafusion::arrow::datatypes::DataType::Utf8)
+                    .expect("cast");
+            let values = column.as_string::<i32>();
+            out.extend((0..values.len()).map(|i| {
+                if values.is_null(i) {
+                    "NULL".into()
+                } else {
+                    values.value(i).to_string()
+                }
+            }));
+        }
+        out
+    })
+}
+
+#[test]
+fn personas_and_trends_on_the_bundled_sample() {
+    let project = Project::new();
+    let results = run_on_sample(&project, "a");
+    let step = results["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["name"] == "persona_assignments")
+        .expect("step");
+    let details = &step["details"];
+    let k = details["k"].as_u64().expect("k");
+    assert!((2..=8).contains(&k), "{details}");
+    assert_eq!(details["chosen_by"], "silhouette");
+    assert_eq!(
+        details["silhouettes"].as_array().map(Vec::len),
+        Some(7),
+        "k = 2..8 were all tried"
+    );
+    assert!(details["inertia"].as_f64().is_some_and(|i| i > 0.0));
+
+    let personas = "a/personas/ds=2026-10-31/";
+    let names = strings(&project, personas, "SELECT persona_name FROM t ORDER BY persona_id");
+    assert_eq!(names.len() as u64, k);
+    let mut distinct = names.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), names.len(), "{names:?}");
+    assert!(
+        names
+            .iter()
+            .all(|n| n.chars().next().is_some_and(char::is_uppercase) && !n.contains("log_")),
+        "{names:?}"
+    );
+    // Ids follow descending monetary centroid; shares add up; every buyer is in exactly one persona.
+    assert_eq!(
+        strings(
+            &project,
+            personas,
+            "SELECT CAST(bool_and(ok) AS VARCHAR) FROM (SELECT z_log_monetary >= lead(z_log_monetary) OVER (ORDER BY persona_id) OR lead(z_log_monetary) OVER (ORDER BY persona_id) IS NULL AS ok FROM t)"
+        ),
+        vec!["true"]
+    );
+    assert_eq!(
+        strings(
+            &project,
+            personas,
+            "SELECT CAST(round(SUM(share), 9) AS VARCHAR) FROM t"
+        ),
+        vec!["1.0"]
+    );
+    let buyers = strings(
+        &project,
+        "a/customer_journey/ds=2026-10-31/",
+        "SELECT CAST(COUNT(*) AS VARCHAR) FROM t WHERE orders > 0 AND persona_id IS NOT NULL",
+    );
+    assert_eq!(
+        strings(&project, personas, "SELECT CAST(SUM(customers) AS VARCHAR) FROM t"),
+        buyers
+    );
+
+    // The sample's eco_friendly share grows all year: trend mapping finds it.
+    let eco = strings(
+        &project,
+        "a/trend_summary/ds=2026-10-31/",
+        "SELECT concat_ws('|', metric, trend, weeks) FROM t WHERE dimension_value = 'eco_friendly' ORDER BY metric",
+    );
+    assert_eq!(
+        eco,
+        vec!["customers|emerging|26", "orders|emerging|26", "revenue|emerging|26"]
+    );
+    assert_eq!(
+        strings(
+            &project,
+            "a/trend_series/ds=2026-10-31/",
+            "SELECT concat_ws('|', MIN(week_start), MAX(week_start), COUNT(DISTINCT week_start)) FROM t"
+        ),
+        vec!["2026-04-27|2026-10-19|26"],
+        "the 26 complete ISO weeks before as_of 2026-11-01: 2026-04-27 is 25 weeks before 2026-10-19"
+    );
+
+    // Same input, same seed: the same personas, byte for byte.
+    run_on_sample(&project, "b");
+    let bytes = |root: &str| -> Vec<u8> {
+        let folder = project.path(&format!("{root}/personas/ds=2026-10-31"));
+        let file = files_below(&folder)
+            .into_iter()
+            .find(|f| f.ends_with(".parquet"))
+            .expect("file");
+        std::fs::read(folder.join(file)).expect("read")
+    };
+    assert_eq!(bytes("a"), bytes("b"));
+}
