@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-cargo build --release --quiet
+# --benches: the feature set `cargo bench` uses too, so one release build serves both.
+cargo build --release --bins --benches --quiet
 bin="$CARGO_TARGET_DIR/release/lifemap"
 work="${LIFEMAP_BENCH_DIR:-${TMPDIR:-/tmp}/lifemap-bench}"
 runs="${RUNS:-3}"

@@ -17,10 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
-
-use crate::common::{Project, block_on, files_below, run_expecting};
+use crate::common::{Project, files_below, first_column, run_expecting};
 
 const EVENTS: &[&str] = &[
     r#"{"event_id":"e12","occurred_at":"2026-10-09T01:00:00Z","customer_id":"c5","anonymous_id":null,"event_type":"product_view","channel":"web","properties":{"category":"home"}}"#,
@@ -130,29 +127,7 @@ fn run_lifecycle(project: &Project, timezone: &str) {
 
 /// Rows of `SELECT concat_ws('|', ...)`-style queries over a mart partition.
 fn rows(project: &Project, mart: &str, sql: &str) -> Vec<String> {
-    let folder = project.path(&format!("marts/{mart}/ds=2026-10-31/"));
-    block_on(async {
-        let ctx = SessionContext::new();
-        ctx.register_parquet("t", folder.to_str().expect("utf-8"), ParquetReadOptions::default())
-            .await
-            .expect("register");
-        let batches = ctx.sql(sql).await.expect("sql").collect().await.expect("collect");
-        let mut out = Vec::new();
-        for batch in batches {
-            let column =
-                datafusion::arrow::compute::cast(batch.column(0), &datafusion::arrow::datatypes::DataType::Utf8)
-                    .expect("cast");
-            let strings = column.as_string::<i32>();
-            for i in 0..strings.len() {
-                out.push(if strings.is_null(i) {
-                    "NULL".to_string()
-                } else {
-                    strings.value(i).to_string()
-                });
-            }
-        }
-        out
-    })
+    first_column(&project.path(&format!("marts/{mart}/ds=2026-10-31/")), sql)
 }
 
 #[test]

@@ -1,9 +1,6 @@
 //! Personas and trend mapping of the bundled pipeline on the bundled sample.
 
-use datafusion::arrow::array::{Array, AsArray};
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
-
-use crate::common::{Project, block_on, files_below, run_expecting};
+use crate::common::{Project, files_below, first_column, run_expecting};
 
 fn run_on_sample(project: &Project, marts: &str) -> serde_json::Value {
     let mut command = project.lifemap();
@@ -27,29 +24,7 @@ fn run_on_sample(project: &Project, marts: &str) -> serde_json::Value {
 }
 
 fn strings(project: &Project, mart_folder: &str, sql: &str) -> Vec<String> {
-    let folder = project.path(mart_folder);
-    block_on(async {
-        let ctx = SessionContext::new();
-        ctx.register_parquet("t", folder.to_str().expect("utf-8"), ParquetReadOptions::default())
-            .await
-            .expect("register");
-        let batches = ctx.sql(sql).await.expect("sql").collect().await.expect("collect");
-        let mut out = Vec::new();
-        for batch in batches {
-            let column =
-                datafusion::arrow::compute::cast(batch.column(0), &datafusion::arrow::datatypes::DataType::Utf8)
-                    .expect("cast");
-            let values = column.as_string::<i32>();
-            out.extend((0..values.len()).map(|i| {
-                if values.is_null(i) {
-                    "NULL".into()
-                } else {
-                    values.value(i).to_string()
-                }
-            }));
-        }
-        out
-    })
+    first_column(&project.path(mart_folder), sql)
 }
 
 #[test]

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use assert_cmd::Command;
-use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::compute::cast;
+use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::util::pretty::pretty_format_batches;
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use tempfile::TempDir;
@@ -135,6 +137,31 @@ pub fn query_parquet(ctx: &SessionContext, location: &str, sql: &str) -> String 
             .expect("register parquet");
         let batches: Vec<RecordBatch> = ctx.sql(sql).await.expect("sql").collect().await.expect("collect");
         pretty_format_batches(&batches).expect("format").to_string()
+    })
+}
+
+/// The first column of `sql` over the Parquet files in `folder` (table `t`), as text (NULL as
+/// "NULL"): queries build one `concat_ws('|', ...)` column per row to compare with expectations.
+pub fn first_column(folder: &Path, sql: &str) -> Vec<String> {
+    block_on(async {
+        let ctx = SessionContext::new();
+        ctx.register_parquet("t", folder.to_str().expect("utf-8"), ParquetReadOptions::default())
+            .await
+            .expect("register");
+        let batches = ctx.sql(sql).await.expect("sql").collect().await.expect("collect");
+        let mut out = Vec::new();
+        for batch in batches {
+            let column = cast(batch.column(0), &DataType::Utf8).expect("cast");
+            let strings = column.as_string::<i32>();
+            out.extend((0..strings.len()).map(|i| {
+                if strings.is_null(i) {
+                    "NULL".to_string()
+                } else {
+                    strings.value(i).to_string()
+                }
+            }));
+        }
+        out
     })
 }
 
