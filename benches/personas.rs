@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use lifemap::personas::{KMeansSpec, Naming, cluster};
+use lifemap::personas::{CUSTOMER_FEATURES, KMeansSpec, Naming, cluster};
 use ndarray::Array2;
 
 fn main() {
@@ -40,15 +40,7 @@ fn main() {
     let spec = KMeansSpec {
         input: "persona_features".into(),
         id: "person_id".into(),
-        features: [
-            "recency_days",
-            "log_frequency",
-            "log_monetary",
-            "avg_order_value",
-            "log_events_90d",
-        ]
-        .map(String::from)
-        .to_vec(),
+        features: CUSTOMER_FEATURES.map(String::from).to_vec(),
         k: None,
         k_min: 2,
         k_max: 8,

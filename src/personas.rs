@@ -24,10 +24,18 @@ pub enum Naming {
     /// "High log_monetary, low recency_days": works for any features.
     #[default]
     Generic,
-    /// Customer personas in words an executive reads; expects the bundled persona features
-    /// `recency_days`, `log_frequency`, `log_monetary`, `avg_order_value`, `log_events_90d`.
+    /// Customer personas in words an executive reads; expects [`CUSTOMER_FEATURES`].
     Customers,
 }
+
+/// The features `Naming::Customers` reads, as the bundled `persona_features` step names them.
+pub const CUSTOMER_FEATURES: [&str; 5] = [
+    "recency_days",
+    "log_frequency",
+    "log_monetary",
+    "avg_order_value",
+    "log_events_90d",
+];
 
 /// What to cluster and how.
 #[derive(Debug, Clone, PartialEq)]
@@ -519,15 +527,7 @@ mod tests {
 
     #[test]
     fn customer_names_read_like_words_and_are_distinct() {
-        let features: Vec<String> = [
-            "recency_days",
-            "log_frequency",
-            "log_monetary",
-            "avg_order_value",
-            "log_events_90d",
-        ]
-        .map(String::from)
-        .to_vec();
+        let features: Vec<String> = CUSTOMER_FEATURES.map(String::from).to_vec();
         let centroids = ndarray::arr2(&[
             [-1.0, 1.5, 1.6, 0.3, 0.8],
             [1.4, -0.8, -0.6, 0.0, -0.9],
