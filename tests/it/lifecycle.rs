@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::common::{Project, files_below, first_column, run_expecting};
+use crate::common::{Project, bundled_run, files_below, first_column, run_expecting, run_results};
 
 const EVENTS: &[&str] = &[
     r#"{"event_id":"e12","occurred_at":"2026-10-09T01:00:00Z","customer_id":"c5","anonymous_id":null,"event_type":"product_view","channel":"web","properties":{"category":"home"}}"#,
@@ -92,26 +92,10 @@ fn shop() -> Project {
 }
 
 fn run_lifecycle(project: &Project, timezone: &str) {
-    let mut command = project.lifemap();
-    command
-        .env("LIFEMAP_TIMEZONE", timezone)
-        .args([
-            "run",
-            &format!("{}/pipelines/customer_lifecycle.yaml", env!("CARGO_MANIFEST_DIR")),
-        ])
-        .args([
-            "--ds",
-            "2026-10-31",
-            "--var",
-            "exports_uri=exports",
-            "--var",
-            "marts_uri=marts",
-        ]);
+    let mut command = bundled_run(project, "exports", "marts");
+    command.env("LIFEMAP_TIMEZONE", timezone);
     let outcome = run_expecting(command, 0);
-    let results: serde_json::Value = serde_json::from_slice(
-        &std::fs::read(project.path("marts/_runs/ds=2026-10-31/run_results.json")).expect("results"),
-    )
-    .expect("json");
+    let results = run_results(project, "marts");
     let checks: Vec<(&str, &str)> = results["checks"]
         .as_array()
         .expect("checks")

@@ -1,26 +1,13 @@
 //! Personas and trend mapping of the bundled pipeline on the bundled sample.
 
-use crate::common::{Project, files_below, first_column, run_expecting};
+use crate::common::{Project, bundled_run, files_below, first_column, run_expecting, run_results};
 
 fn run_on_sample(project: &Project, marts: &str) -> serde_json::Value {
-    let mut command = project.lifemap();
-    command
-        .args([
-            "run",
-            &format!("{}/pipelines/customer_lifecycle.yaml", env!("CARGO_MANIFEST_DIR")),
-        ])
-        .args([
-            "--ds",
-            "2026-10-31",
-            "--var",
-            &format!("exports_uri={}/data/sample", env!("CARGO_MANIFEST_DIR")),
-        ])
-        .args(["--var", &format!("marts_uri={marts}")]);
-    run_expecting(command, 0);
-    serde_json::from_slice(
-        &std::fs::read(project.path(&format!("{marts}/_runs/ds=2026-10-31/run_results.json"))).expect("results"),
-    )
-    .expect("json")
+    run_expecting(
+        bundled_run(project, &format!("{}/data/sample", env!("CARGO_MANIFEST_DIR")), marts),
+        0,
+    );
+    run_results(project, marts)
 }
 
 fn strings(project: &Project, mart_folder: &str, sql: &str) -> Vec<String> {

@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use crate::common::{Project, files_below, run_expecting};
+use crate::common::{Project, bundled_run, files_below, run_expecting};
 
 fn generate(project: &Project, out: &str, seed: &str) -> serde_json::Value {
     let mut command = project.lifemap();
@@ -90,17 +90,7 @@ fn the_files_hold_what_the_stats_say_in_the_contract_layout() {
 fn the_bundled_pipeline_runs_on_generated_data() {
     let project = Project::new();
     generate(&project, "exports", "3");
-    let mut command = project.lifemap();
-    command.args([
-        "run",
-        &format!("{}/pipelines/customer_lifecycle.yaml", env!("CARGO_MANIFEST_DIR")),
-        "--ds",
-        "2026-10-31",
-        "--var",
-        "exports_uri=exports",
-        "--var",
-        "marts_uri=marts",
-    ]);
+    let command = bundled_run(&project, "exports", "marts");
     let outcome = run_expecting(command, 0);
     let summary = outcome.summary();
     assert_eq!(summary["status"], "success");

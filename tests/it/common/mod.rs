@@ -113,6 +113,31 @@ pub fn run_expecting(command: Command, code: i32) -> Outcome {
     outcome
 }
 
+/// `lifemap run` of the bundled customer_lifecycle pipeline for ds 2026-10-31, reading exports
+/// from `exports` and publishing marts under `marts` (both relative to the project or absolute).
+pub fn bundled_run(project: &Project, exports: &str, marts: &str) -> Command {
+    let mut command = project.lifemap();
+    command
+        .args([
+            "run",
+            &format!("{}/pipelines/customer_lifecycle.yaml", env!("CARGO_MANIFEST_DIR")),
+        ])
+        .args(["--ds", "2026-10-31"])
+        .args([
+            "--var",
+            &format!("exports_uri={exports}"),
+            "--var",
+            &format!("marts_uri={marts}"),
+        ]);
+    command
+}
+
+/// The `run_results.json` of ds 2026-10-31 under `marts`.
+pub fn run_results(project: &Project, marts: &str) -> serde_json::Value {
+    let path = project.path(&format!("{marts}/_runs/ds=2026-10-31/run_results.json"));
+    serde_json::from_slice(&std::fs::read(path).expect("run_results.json")).expect("json")
+}
+
 /// A runtime for the async helpers below (tests themselves stay synchronous).
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
