@@ -119,7 +119,7 @@ fn nearest(point: ArrayView1<f64>, centroids: &Array2<f64>) -> usize {
 }
 
 fn fit(data: &Array2<f64>, k: usize, seed: u64, max_iterations: u64) -> Result<Array2<f64>, PersonaError> {
-    let dataset = DatasetBase::from(data.clone());
+    let dataset = DatasetBase::from(data.view());
     let model = KMeans::params_with_rng(k, Xoshiro256Plus::seed_from_u64(seed))
         .init_method(KMeansInit::KMeansPlusPlus)
         .n_runs(1)

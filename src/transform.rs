@@ -424,7 +424,7 @@ pub fn kmeans_schema(spec: &KMeansSpec) -> SchemaRef {
 }
 
 /// Cluster the rows of `spec.input` (see [`crate::personas`]). Rows with a missing feature get no
-/// persona; the clustering itself runs on a blocking thread.
+/// persona and are counted as `skipped_rows`; the clustering itself runs on a blocking thread.
 async fn run_kmeans(
     ctx: &SessionContext,
     step: &Step,
@@ -449,6 +449,7 @@ async fn run_kmeans(
         .map_err(|source| step_error(step, source))?;
     let mut ids = Vec::new();
     let mut values = Vec::new();
+    let mut skipped = 0u64;
     for batch in &batches {
         let id_column = cast(batch.column(0), &DataType::Utf8).map_err(|e| step_error(step, e.into()))?;
         let id_column = id_column.as_string::<i32>();
@@ -459,6 +460,7 @@ async fn run_kmeans(
         let features: Vec<&Float64Array> = features.iter().map(|a| a.as_primitive::<Float64Type>()).collect();
         for row in 0..batch.num_rows() {
             if id_column.is_null(row) || features.iter().any(|f| f.is_null(row) || !f.value(row).is_finite()) {
+                skipped += 1;
                 continue;
             }
             ids.push(id_column.value(row).to_string());
@@ -468,12 +470,14 @@ async fn run_kmeans(
     let rows = ids.len();
     let data = ndarray::Array2::from_shape_vec((rows, spec.features.len()), values).map_err(|e| fail(e.to_string()))?;
     let job_spec = spec.clone();
-    let job_ids = ids.clone();
-    let (labels, clustering) =
-        tokio::task::spawn_blocking(move || crate::personas::cluster(&job_ids, &data, &job_spec))
-            .await
-            .map_err(|e| fail(format!("clustering stopped: {e}")))?
-            .map_err(|e| fail(e.to_string()))?;
+    // The ids go to the blocking thread and come back with the result: no copy of a million strings.
+    let (ids, clustered) = tokio::task::spawn_blocking(move || {
+        let result = crate::personas::cluster(&ids, &data, &job_spec);
+        (ids, result)
+    })
+    .await
+    .map_err(|e| fail(format!("clustering stopped: {e}")))?;
+    let (labels, clustering) = clustered.map_err(|e| fail(e.to_string()))?;
     let persona_ids = Int64Array::from_iter_values(labels.iter().map(|&l| l as i64 + 1));
     let names = StringArray::from_iter_values(labels.iter().map(|&l| clustering.names[l].as_str()));
     let schema = kmeans_schema(spec);
@@ -483,7 +487,9 @@ async fn run_kmeans(
     )
     .map_err(|e| step_error(step, e.into()))?;
     let table = MemTable::try_new(schema, vec![vec![batch]]).map_err(|source| step_error(step, source))?;
-    let details = serde_json::to_value(&clustering).map_err(|e| fail(e.to_string()))?;
+    let mut details = serde_json::to_value(&clustering).map_err(|e| fail(e.to_string()))?;
+    // Counted, not silently dropped: rows without an id or with a missing or infinite feature.
+    details["skipped_rows"] = serde_json::json!(skipped);
     Ok((table, details))
 }
 

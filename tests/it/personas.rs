@@ -34,6 +34,7 @@ fn personas_and_trends_on_the_bundled_sample() {
         "k = 2..8 were all tried"
     );
     assert!(details["inertia"].as_f64().is_some_and(|i| i > 0.0));
+    assert_eq!(details["skipped_rows"], 0, "every buyer has all five features");
 
     let personas = "a/personas/ds=2026-10-31/";
     let names = strings(&project, personas, "SELECT persona_name FROM t ORDER BY persona_id");
@@ -106,4 +107,53 @@ fn personas_and_trends_on_the_bundled_sample() {
         std::fs::read(folder.join(file)).expect("read")
     };
     assert_eq!(bytes("a"), bytes("b"));
+}
+
+/// A kmeans step outside the bundled pipeline: two obvious groups on one line, a row with a NULL
+/// feature that is counted, not clustered, and ids numbered by descending `spend` centroid.
+#[test]
+fn a_kmeans_step_clusters_any_table_and_counts_rows_it_cannot_place() {
+    let project = Project::new();
+    project.write(
+        "pipelines/segments.yaml",
+        r#"
+name: segments
+sources:
+  shoppers:
+    location: exports/shoppers.csv
+    format: csv
+    schema: { id: string, spend: float }
+steps:
+  - name: segments
+    kmeans: { input: shoppers, id: id, features: [spend], k: 2, order_by: spend }
+  - name: labelled
+    query: SELECT s.id, s.spend, g.persona_id FROM shoppers s LEFT JOIN segments g ON g.id = s.id ORDER BY s.id
+output:
+  location: out
+marts:
+  labelled: {}
+"#,
+    );
+    project.write("exports/shoppers.csv", "id,spend\na,1\nb,2\nc,3\nd,101\ne,102\nf,\n");
+    let mut command = project.lifemap();
+    command.args(["run", "pipelines/segments.yaml", "--ds", "2026-10-31"]);
+    run_expecting(command, 0);
+    let details = &run_results(&project, "out")["steps"][0]["details"];
+    assert_eq!(
+        (details["k"].as_u64(), details["chosen_by"].as_str()),
+        (Some(2), Some("configured"))
+    );
+    assert_eq!(details["skipped_rows"], 1);
+    assert_eq!(
+        details["sizes"],
+        serde_json::json!([2, 3]),
+        "persona 1 is the high spenders"
+    );
+    assert_eq!(
+        first_column(
+            &project.path("out/labelled/ds=2026-10-31/"),
+            "SELECT concat_ws('|', id, COALESCE(CAST(persona_id AS VARCHAR), 'none')) FROM t ORDER BY id"
+        ),
+        vec!["a|2", "b|2", "c|2", "d|1", "e|1", "f|none"]
+    );
 }
