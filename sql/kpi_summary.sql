@@ -13,14 +13,22 @@ order_kpis AS (
   LEFT JOIN completed_orders o ON o.ordered_at >= p.period_start AND o.ordered_at < p.period_end
   GROUP BY p.period
 ),
-active AS (
-  SELECT p.period, CAST(COUNT(DISTINCT a.person_id) AS DOUBLE) AS active_customers
-  FROM periods p
-  LEFT JOIN (
+-- Activity of the two periods is filtered first and labelled, then joined on the label: a range
+-- join of every event against the periods would look at each event twice.
+activity AS (
+  SELECT CASE WHEN at >= TIMESTAMP '{{ as_of }}' - INTERVAL '{{ var("kpi_days") }} days' THEN 'current' ELSE 'previous' END AS period,
+    person_id
+  FROM (
     SELECT person_id, occurred_at AS at FROM person_events WHERE is_known
     UNION ALL
     SELECT customer_id, ordered_at FROM completed_orders
-  ) a ON a.at >= p.period_start AND a.at < p.period_end
+  ) a
+  WHERE at >= TIMESTAMP '{{ as_of }}' - INTERVAL '{{ var("kpi_days") * 2 }} days' AND at < TIMESTAMP '{{ as_of }}'
+),
+active AS (
+  SELECT p.period, CAST(COUNT(DISTINCT a.person_id) AS DOUBLE) AS active_customers
+  FROM periods p
+  LEFT JOIN activity a ON a.period = p.period
   GROUP BY p.period
 ),
 buyers AS (

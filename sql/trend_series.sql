@@ -1,6 +1,7 @@
 -- Weekly series per (dimension, dimension_value, metric) over the last trend_weeks complete ISO
 -- weeks before as_of: order category × {revenue, orders, customers}, event channel × {events, persons}.
--- Three earlier weeks are computed too, for the previous week and the 4-week moving average.
+-- Three earlier weeks are computed too, for the previous week and the 4-week moving average; older
+-- rows are filtered out before grouping.
 WITH weeks AS (
   SELECT value AS week_start
   FROM generate_series(
@@ -16,6 +17,7 @@ orders_weekly AS (
     CAST(COUNT(DISTINCT customer_id) AS DOUBLE) AS customers
   FROM completed_orders
   WHERE category IS NOT NULL
+    AND local_at >= date_trunc('week', TIMESTAMP '{{ ds }}' + INTERVAL '1 day') - INTERVAL '{{ (var("trend_weeks") + 3) * 7 }} days'
   GROUP BY category, date_trunc('week', local_at)
 ),
 events_weekly AS (
@@ -24,6 +26,7 @@ events_weekly AS (
     CAST(COUNT(DISTINCT person_id) AS DOUBLE) AS persons
   FROM person_events
   WHERE channel IS NOT NULL
+    AND local_at >= date_trunc('week', TIMESTAMP '{{ ds }}' + INTERVAL '1 day') - INTERVAL '{{ (var("trend_weeks") + 3) * 7 }} days'
   GROUP BY channel, date_trunc('week', local_at)
 ),
 points AS (

@@ -1,17 +1,17 @@
-//! Quality: data-quality checks, run after every mart is written and before anything is published.
+//! Quality: data-quality checks, each run as soon as the tables it reads exist, and always before
+//! anything is published.
 //!
 //! A check is SQL whose rows are failures. An error-level failure stops the run: nothing is
 //! published and lifemap exits 3. A warning is recorded in `run_results.json` and the run goes on.
 
-use std::collections::HashSet;
 use std::time::Instant;
 
 use datafusion::arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
+use crate::config::Check;
 use crate::config::raw::Severity;
-use crate::config::{Check, Pipeline};
 use crate::error::Error;
 
 /// What one check found.
@@ -49,17 +49,10 @@ fn to_json_rows(batches: &[RecordBatch]) -> Vec<serde_json::Value> {
     serde_json::from_slice::<Vec<serde_json::Value>>(&writer.into_inner()).unwrap_or_default()
 }
 
-/// Run every check whose tables are all in `available`.
-pub async fn run_checks(
-    ctx: &SessionContext,
-    pipeline: &Pipeline,
-    available: &HashSet<String>,
-) -> Result<Vec<CheckOutcome>, Error> {
-    let mut outcomes = Vec::with_capacity(pipeline.checks.len());
-    for check in &pipeline.checks {
-        let started = Instant::now();
-        let reads = crate::transform::tables_read(&check.sql).unwrap_or_default();
-        let mut outcome = CheckOutcome {
+impl CheckOutcome {
+    /// A check that did not run: a table it reads was not computed (e.g. with `--select`).
+    pub fn skipped(check: &Check) -> Self {
+        CheckOutcome {
             name: check.name.clone(),
             severity: check.severity,
             status: "skipped",
@@ -67,24 +60,27 @@ pub async fn run_checks(
             examples: Vec::new(),
             description: check.description.clone(),
             duration_ms: 0,
-        };
-        if reads.iter().all(|table| available.contains(table)) {
-            let failures = ctx.sql(&check.sql).await.map_err(|e| check_error(check, e))?;
-            let failures = failures.cache().await.map_err(|e| check_error(check, e))?;
-            outcome.failing_rows = failures.clone().count().await.map_err(|e| check_error(check, e))? as u64;
-            let examples = failures
-                .limit(0, Some(check.examples))
-                .map_err(|e| check_error(check, e))?;
-            outcome.examples = to_json_rows(&examples.collect().await.map_err(|e| check_error(check, e))?);
-            outcome.status = if outcome.failing_rows == 0 { "passed" } else { "failed" };
-            if outcome.failing_rows > 0 {
-                tracing::warn!(check = %check.name, failing_rows = outcome.failing_rows, severity = ?check.severity, "check failed");
-            }
         }
-        outcome.duration_ms = started.elapsed().as_millis() as u64;
-        outcomes.push(outcome);
     }
-    Ok(outcomes)
+}
+
+/// Run one check; its tables must be registered in `ctx`.
+pub async fn run_check(ctx: &SessionContext, check: &Check) -> Result<CheckOutcome, Error> {
+    let started = Instant::now();
+    let mut outcome = CheckOutcome::skipped(check);
+    let failures = ctx.sql(&check.sql).await.map_err(|e| check_error(check, e))?;
+    let failures = failures.cache().await.map_err(|e| check_error(check, e))?;
+    outcome.failing_rows = failures.clone().count().await.map_err(|e| check_error(check, e))? as u64;
+    let examples = failures
+        .limit(0, Some(check.examples))
+        .map_err(|e| check_error(check, e))?;
+    outcome.examples = to_json_rows(&examples.collect().await.map_err(|e| check_error(check, e))?);
+    outcome.status = if outcome.failing_rows == 0 { "passed" } else { "failed" };
+    if outcome.failing_rows > 0 {
+        tracing::warn!(check = %check.name, failing_rows = outcome.failing_rows, severity = ?check.severity, "check failed");
+    }
+    outcome.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(outcome)
 }
 
 /// The error for the error-level failures among `outcomes`, if any.

@@ -1,4 +1,5 @@
-//! One run of a pipeline for one `ds`: sources → steps → marts (staged) → publish → run results.
+//! One run of a pipeline for one `ds`: sources → steps (each followed by the marts and checks it
+//! completes, then dropping the tables nothing later reads) → publish → run results.
 //!
 //! The run's results are written to `<output>/_runs/ds=<ds>/run_results.json` whether it
 //! succeeds or fails (when the storage lets us), so a scheduler or a person can see what happened.
@@ -13,6 +14,7 @@ use serde::Serialize;
 use crate::config::Pipeline;
 use crate::error::{Error, exit};
 use crate::marts::MartWriter;
+use crate::quality::CheckOutcome;
 use crate::sources::{self, SourceSummary};
 use crate::storage;
 use crate::transform::{self, StepOutcome};
@@ -245,49 +247,58 @@ async fn execute(
     results.totals.source_files = results.sources.iter().map(|s| s.files).sum();
     results.totals.source_bytes = results.sources.iter().map(|s| s.bytes).sum();
 
-    let on_step = |step: &crate::config::Step| progress.message(&format!("step {}", step.name));
-    results.steps = transform::run_steps(&ctx, pipeline, &graph, &step_indexes, &on_step).await?;
-
     let root = storage::resolve(&ctx, &pipeline.output_location)?;
     let writer = MartWriter::new(root, &pipeline.name, &results.run_id, &results.ds);
+    let schedule = transform::schedule(pipeline, &graph, &step_indexes, &mart_indexes);
     let mut staged = Vec::with_capacity(mart_indexes.len());
-    for &index in &mart_indexes {
-        let mart = &pipeline.marts[index];
-        progress.message(&format!("writing mart {}", mart.name));
-        let written = match ctx.table(mart.from.as_str()).await {
-            Ok(frame) => writer.write(mart, frame).await,
-            Err(source) => Err(Error::Engine {
-                context: format!("mart `{}`", mart.name),
-                source,
-            }),
-        };
-        match written {
-            Ok(done) => staged.push(done),
-            Err(err) => {
-                writer.discard().await;
-                return Err(err);
+    let mut checks: Vec<Option<CheckOutcome>> = vec![None; pipeline.checks.len()];
+    let computed = async {
+        for (at, &index) in step_indexes.iter().enumerate() {
+            let step = &pipeline.steps[index];
+            progress.message(&format!("step {}", step.name));
+            results
+                .steps
+                .push(transform::run_step(&ctx, pipeline, &graph, index).await?);
+            for &mart_index in &schedule.marts_after[at] {
+                let mart = &pipeline.marts[mart_index];
+                progress.message(&format!("writing mart {}", mart.name));
+                let frame = ctx.table(mart.from.as_str()).await.map_err(|source| Error::Engine {
+                    context: format!("mart `{}`", mart.name),
+                    source,
+                })?;
+                staged.push((mart_index, writer.write(mart, frame).await?));
+            }
+            for &check_index in &schedule.checks_after[at] {
+                let check = &pipeline.checks[check_index];
+                progress.message(&format!("checking {}", check.name));
+                checks[check_index] = Some(crate::quality::run_check(&ctx, check).await?);
+            }
+            // Dropping a table nothing later reads gives its memory back (views hold their inputs).
+            for &done in &schedule.release_after[at] {
+                let name = pipeline.steps[done].name.as_str();
+                if let Err(err) = ctx.deregister_table(name) {
+                    tracing::debug!(table = name, error = %err, "could not release table");
+                }
             }
         }
+        Ok::<(), Error>(())
+    };
+    if let Err(err) = computed.await {
+        writer.discard().await;
+        return Err(err);
     }
-
-    progress.message("checking data quality");
-    let available: HashSet<String> = pipeline
-        .sources
-        .iter()
-        .map(|s| s.name.clone())
-        .chain(step_indexes.iter().map(|&i| pipeline.steps[i].name.clone()))
+    results.checks = checks
+        .into_iter()
+        .zip(&pipeline.checks)
+        .map(|(outcome, check)| outcome.unwrap_or_else(|| CheckOutcome::skipped(check)))
         .collect();
-    match crate::quality::run_checks(&ctx, pipeline, &available).await {
-        Ok(outcomes) => results.checks = outcomes,
-        Err(err) => {
-            writer.discard().await;
-            return Err(err);
-        }
-    }
     if let Some(err) = crate::quality::blocking_failures(&results.checks) {
         writer.discard().await;
         return Err(err);
     }
+    // Published and reported in the order the pipeline lists its marts.
+    staged.sort_by_key(|(mart_index, _)| *mart_index);
+    let staged: Vec<_> = staged.into_iter().map(|(_, mart)| mart).collect();
 
     progress.message("publishing");
     let manifests = match writer.publish(&staged).await {

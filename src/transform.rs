@@ -304,66 +304,148 @@ pub struct StepOutcome {
     pub schema: Option<SchemaRef>,
 }
 
-/// Run `indexes` (already in order): each becomes a table in `ctx`.
-pub async fn run_steps(
+/// Whether a step's result is computed once and held (rather than a view read where it is used).
+pub fn materializes(pipeline: &Pipeline, graph: &StepGraph, index: usize) -> bool {
+    let step = &pipeline.steps[index];
+    step.kmeans.is_some() || step.materialize.unwrap_or(graph.consumers[index] > 1)
+}
+
+/// What happens after each step of a run (by position in the run order), so that memory is given
+/// back as early as possible: the marts of that step are written, the checks whose tables are all
+/// there run, and the tables nothing later reads are dropped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Schedule {
+    /// Indexes into `pipeline.marts`.
+    pub marts_after: Vec<Vec<usize>>,
+    /// Indexes into `pipeline.checks`; a check reading a step that does not run is in no list.
+    pub checks_after: Vec<Vec<usize>>,
+    /// Indexes into `pipeline.steps`.
+    pub release_after: Vec<Vec<usize>>,
+}
+
+/// Record that something running at position `at` reads `tables`, and through views what those
+/// views read (a materialised table holds its own data; a view reads its inputs when used).
+fn touch(pipeline: &Pipeline, graph: &StepGraph, last_use: &mut HashMap<usize, usize>, tables: Vec<usize>, at: usize) {
+    let mut stack = tables;
+    let mut seen = HashSet::new();
+    while let Some(table) = stack.pop() {
+        if !seen.insert(table) {
+            continue;
+        }
+        let last = last_use.entry(table).or_insert(at);
+        *last = (*last).max(at);
+        if !materializes(pipeline, graph, table) {
+            stack.extend(graph.upstream[table].iter().copied());
+        }
+    }
+}
+
+/// The schedule of a run of the steps `run` (in order) writing the marts `marts`.
+pub fn schedule(pipeline: &Pipeline, graph: &StepGraph, run: &[usize], marts: &[usize]) -> Schedule {
+    let position: HashMap<usize, usize> = run.iter().enumerate().map(|(at, &index)| (index, at)).collect();
+    let step_index: HashMap<&str, usize> = pipeline
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(index, step)| (step.name.as_str(), index))
+        .collect();
+    let mut plan = Schedule {
+        marts_after: vec![Vec::new(); run.len()],
+        checks_after: vec![Vec::new(); run.len()],
+        release_after: vec![Vec::new(); run.len()],
+    };
+    let mut last_use: HashMap<usize, usize> = HashMap::new();
+    for (at, &index) in run.iter().enumerate() {
+        let reads = std::iter::once(index)
+            .chain(graph.upstream[index].iter().copied())
+            .collect();
+        touch(pipeline, graph, &mut last_use, reads, at);
+    }
+    for &mart in marts {
+        if let Some(&index) = step_index.get(pipeline.marts[mart].from.as_str())
+            && let Some(&at) = position.get(&index)
+        {
+            plan.marts_after[at].push(mart);
+            touch(pipeline, graph, &mut last_use, vec![index], at);
+        }
+    }
+    for (check_index, check) in pipeline.checks.iter().enumerate() {
+        let Ok(reads) = tables_read(&check.sql) else { continue };
+        let steps: Vec<usize> = reads
+            .iter()
+            .filter_map(|table| step_index.get(table.as_str()).copied())
+            .collect();
+        let Some(at) = steps
+            .iter()
+            .map(|step| position.get(step).copied())
+            .try_fold(0, |latest, at| at.map(|at| latest.max(at)))
+        else {
+            continue;
+        };
+        if at < run.len() {
+            plan.checks_after[at].push(check_index);
+            touch(pipeline, graph, &mut last_use, steps, at);
+        }
+    }
+    for (table, at) in last_use {
+        plan.release_after[at].push(table);
+    }
+    plan.release_after.iter_mut().for_each(|tables| tables.sort_unstable());
+    plan
+}
+
+/// Run one step: its result becomes a table in `ctx` named after it.
+pub async fn run_step(
     ctx: &SessionContext,
     pipeline: &Pipeline,
     graph: &StepGraph,
-    indexes: &[usize],
-    on_step: &dyn Fn(&Step),
-) -> Result<Vec<StepOutcome>, Error> {
-    let mut outcomes = Vec::with_capacity(indexes.len());
-    for &index in indexes {
-        let step = &pipeline.steps[index];
-        on_step(step);
-        let started = Instant::now();
-        if let Some(spec) = &step.kmeans {
-            let (table, details) = run_kmeans(ctx, step, spec).await?;
-            let schema = datafusion::catalog::TableProvider::schema(&table);
-            let rows = details.get("entities").and_then(serde_json::Value::as_u64);
-            ctx.register_table(step.name.as_str(), Arc::new(table))
-                .map_err(|source| step_error(step, source))?;
-            tracing::info!(step = %step.name, k = details["k"].as_u64(), elapsed_ms = started.elapsed().as_millis() as u64, "clustering ready");
-            outcomes.push(StepOutcome {
-                name: step.name.clone(),
-                materialized: true,
-                rows,
-                duration_ms: started.elapsed().as_millis() as u64,
-                details: Some(details),
-                schema: Some(schema),
-            });
-            continue;
-        }
-        let frame = plan_step(ctx, step).await?;
-        let materialize = step.materialize.unwrap_or(graph.consumers[index] > 1);
-        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
-        let rows = if materialize {
-            let partitions = frame
-                .collect_partitioned()
-                .await
-                .map_err(|source| step_error(step, source))?;
-            let rows = partitions.iter().flatten().map(|batch| batch.num_rows() as u64).sum();
-            let table =
-                MemTable::try_new(Arc::clone(&schema), partitions).map_err(|source| step_error(step, source))?;
-            ctx.register_table(step.name.as_str(), Arc::new(table))
-                .map_err(|source| step_error(step, source))?;
-            Some(rows)
-        } else {
-            ctx.register_table(step.name.as_str(), frame.into_view())
-                .map_err(|source| step_error(step, source))?;
-            None
-        };
-        tracing::info!(step = %step.name, materialized = materialize, rows, elapsed_ms = started.elapsed().as_millis() as u64, "step ready");
-        outcomes.push(StepOutcome {
+    index: usize,
+) -> Result<StepOutcome, Error> {
+    let step = &pipeline.steps[index];
+    let started = Instant::now();
+    if let Some(spec) = &step.kmeans {
+        let (table, details) = run_kmeans(ctx, step, spec).await?;
+        let schema = datafusion::catalog::TableProvider::schema(&table);
+        let rows = details.get("entities").and_then(serde_json::Value::as_u64);
+        ctx.register_table(step.name.as_str(), Arc::new(table))
+            .map_err(|source| step_error(step, source))?;
+        tracing::info!(step = %step.name, k = details["k"].as_u64(), elapsed_ms = started.elapsed().as_millis() as u64, "clustering ready");
+        return Ok(StepOutcome {
             name: step.name.clone(),
-            materialized: materialize,
+            materialized: true,
             rows,
             duration_ms: started.elapsed().as_millis() as u64,
-            details: None,
+            details: Some(details),
             schema: Some(schema),
         });
     }
-    Ok(outcomes)
+    let frame = plan_step(ctx, step).await?;
+    let materialize = materializes(pipeline, graph, index);
+    let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let rows = if materialize {
+        let partitions = frame
+            .collect_partitioned()
+            .await
+            .map_err(|source| step_error(step, source))?;
+        let rows = partitions.iter().flatten().map(|batch| batch.num_rows() as u64).sum();
+        let table = MemTable::try_new(Arc::clone(&schema), partitions).map_err(|source| step_error(step, source))?;
+        ctx.register_table(step.name.as_str(), Arc::new(table))
+            .map_err(|source| step_error(step, source))?;
+        Some(rows)
+    } else {
+        ctx.register_table(step.name.as_str(), frame.into_view())
+            .map_err(|source| step_error(step, source))?;
+        None
+    };
+    tracing::info!(step = %step.name, materialized = materialize, rows, elapsed_ms = started.elapsed().as_millis() as u64, "step ready");
+    Ok(StepOutcome {
+        name: step.name.clone(),
+        materialized: materialize,
+        rows,
+        duration_ms: started.elapsed().as_millis() as u64,
+        details: None,
+        schema: Some(schema),
+    })
 }
 
 /// Plan every step without reading data (sources must be registered), collecting every failure.
@@ -507,6 +589,66 @@ mod tests {
         );
         assert!(tables_read("SELECT 1; SELECT 2").unwrap_err().contains("exactly one"));
         assert!(tables_read("SELEC 1").is_err());
+    }
+
+    fn compiled(yaml: &str) -> Pipeline {
+        let path = std::path::Path::new("schedule.yaml");
+        let raw = crate::config::parse(path, yaml).expect("parses");
+        crate::config::compile(path, yaml, raw, &Default::default(), &|_| None).expect("compiles")
+    }
+
+    #[test]
+    fn tables_are_dropped_after_their_last_reader_even_through_views() {
+        let pipeline = compiled(
+            r#"
+name: schedule
+sources:
+  raw: { location: "in/", format: csv, schema: { id: string } }
+steps:
+  - { name: staged, query: "SELECT id FROM raw", materialize: true }
+  - { name: cleaned, query: "SELECT id FROM staged" }
+  - { name: facts, query: "SELECT id FROM cleaned", materialize: true }
+  - { name: audit, query: "SELECT id FROM staged WHERE id IS NULL" }
+  - { name: summary, query: "SELECT COUNT(*) AS n FROM facts" }
+  - { name: unused, query: "SELECT id FROM facts" }
+checks:
+  - { name: facts_exist, expression: "SELECT 1 FROM facts HAVING COUNT(*) = 0" }
+  - { name: summary_positive, expression: "SELECT n FROM summary WHERE n <= 0" }
+output: { location: out }
+marts:
+  summary: {}
+  audit: {}
+"#,
+        );
+        let graph = resolve(&pipeline).expect("resolves");
+        let run: Vec<usize> = graph.order.clone();
+        let names =
+            |indexes: &[usize]| -> Vec<&str> { indexes.iter().map(|&i| pipeline.steps[i].name.as_str()).collect() };
+        assert_eq!(
+            names(&run),
+            ["staged", "cleaned", "facts", "audit", "summary", "unused"]
+        );
+        let plan = schedule(&pipeline, &graph, &run, &[0, 1]);
+        // audit (a view, at 3) is written right after it is defined; summary at 4.
+        assert_eq!(plan.marts_after, [vec![], vec![], vec![], vec![1], vec![0], vec![]]);
+        assert_eq!(plan.checks_after, [vec![], vec![], vec![0], vec![], vec![1], vec![]]);
+        let released: Vec<Vec<&str>> = plan.release_after.iter().map(|tables| names(tables)).collect();
+        // staged is read through the view `cleaned` by facts (2) and by the audit mart (3).
+        assert_eq!(
+            released,
+            [
+                vec![],
+                vec![],
+                vec!["cleaned"],
+                vec!["staged", "audit"],
+                vec!["summary"],
+                vec!["facts", "unused"]
+            ]
+        );
+        // A selection without `summary` cannot run the check that reads it.
+        let partial = graph.closure(&[3]);
+        let plan = schedule(&pipeline, &graph, &partial, &[1]);
+        assert_eq!(plan.checks_after.concat(), Vec::<usize>::new());
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! lifemap's own SQL functions, registered in every session lifemap creates.
 //!
 //! - `window_funnel(window, ts, cond1, ...)`: the funnel level a group's events reached;
+//! - `json_fields(line, 'a', 'b.c', ...)`: several text fields of a JSON line, parsed once;
 //! - `local_time(ts, zone)`: the wall-clock time in a zone of a UTC timestamp;
 //! - `mann_kendall(x, y)` and `sens_slope(x, y)`: trend statistics of a series.
 
+pub mod json_fields;
 pub mod local_time;
 pub mod trend;
 pub mod window_funnel;
@@ -17,6 +19,7 @@ use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 /// Register every lifemap function (and the JSON functions lifemap relies on).
 pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     datafusion_functions_json::register_all(registry)?;
+    registry.register_udf(Arc::new(ScalarUDF::from(json_fields::JsonFields::default())))?;
     registry.register_udf(Arc::new(ScalarUDF::from(local_time::LocalTime::default())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(window_funnel::WindowFunnel::default())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(trend::TrendAggregate::mann_kendall())))?;

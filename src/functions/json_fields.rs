@@ -1,0 +1,265 @@
+//! `json_fields(line, 'a', 'b', 'c.d', ...)`: several string fields of a JSON object, one parse.
+//!
+//! `json_get_str` parses the line again for every field it is asked for; staging events needs
+//! seven fields of every line, so that was most of the time of the stage. This reads the line
+//! once and returns a struct with one text field per path (`parsed['c.d']`). A path is keys
+//! joined by dots. A field is NULL when the key is missing or its value is not a JSON string
+//! (as with `json_get_str`); the first of repeated keys wins. The whole struct is NULL when the
+//! line is not a valid JSON object, which is how a caller tells a malformed line.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder, StructArray};
+use datafusion::arrow::buffer::NullBuffer;
+use datafusion::arrow::datatypes::{DataType, Field, FieldRef, Fields};
+use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::logical_expr::{
+    ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
+};
+use jiter::{Jiter, JiterResult, Peek};
+
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct JsonFields {
+    signature: Signature,
+}
+
+impl Default for JsonFields {
+    fn default() -> Self {
+        Self {
+            signature: Signature::variadic_any(Volatility::Immutable),
+        }
+    }
+}
+
+/// The paths asked for, from the literal arguments after the line.
+fn paths_of(scalars: &[Option<&ScalarValue>]) -> Result<Vec<String>> {
+    if scalars.len() < 2 || scalars.len() > 65 {
+        return plan_err!("json_fields(line, 'path', ...) takes a line and 1 to 64 paths");
+    }
+    scalars[1..]
+        .iter()
+        .map(|scalar| match scalar {
+            Some(
+                ScalarValue::Utf8(Some(path)) | ScalarValue::LargeUtf8(Some(path)) | ScalarValue::Utf8View(Some(path)),
+            ) if !path.is_empty() => Ok(path.clone()),
+            _ => plan_err!(
+                "json_fields: every path must be a non-empty text literal, such as 'event_id' or 'properties.category'"
+            ),
+        })
+        .collect()
+}
+
+fn fields_of(paths: &[String]) -> Fields {
+    paths
+        .iter()
+        .map(|path| Field::new(path, DataType::Utf8, true))
+        .collect()
+}
+
+impl ScalarUDFImpl for JsonFields {
+    fn name(&self) -> &str {
+        "json_fields"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        plan_err!("json_fields: the return type depends on the paths; use return_field_from_args")
+    }
+
+    fn return_field_from_args(&self, args: ReturnFieldArgs) -> Result<FieldRef> {
+        if let Some(line) = args.arg_fields.first()
+            && !line.data_type().is_string()
+            && !line.data_type().is_null()
+        {
+            return plan_err!("json_fields: the line must be text; got {}", line.data_type());
+        }
+        let paths = paths_of(args.scalar_arguments)?;
+        Ok(Arc::new(Field::new(
+            self.name(),
+            DataType::Struct(fields_of(&paths)),
+            true,
+        )))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let DataType::Struct(fields) = args.return_field.data_type() else {
+            return exec_err!("json_fields: unexpected return type {}", args.return_field.data_type());
+        };
+        let paths: Vec<Vec<&str>> = fields.iter().map(|f| f.name().split('.').collect()).collect();
+        let lines = args.args[0].to_array(args.number_rows)?;
+        let lines: ArrayRef = if matches!(lines.data_type(), DataType::Utf8) {
+            lines
+        } else {
+            datafusion::arrow::compute::cast(&lines, &DataType::Utf8)?
+        };
+        let lines = lines.as_string::<i32>();
+        Ok(ColumnarValue::Array(Arc::new(extract(
+            lines.iter(),
+            fields.clone(),
+            &paths,
+        ))))
+    }
+}
+
+/// Values found in one line: byte ranges into a scratch buffer, per path.
+struct Found {
+    scratch: String,
+    ranges: Vec<Option<(usize, usize)>>,
+}
+
+fn extract<'a>(lines: impl Iterator<Item = Option<&'a str>>, fields: Fields, paths: &[Vec<&str>]) -> StructArray {
+    let (rows, _) = lines.size_hint();
+    let mut builders: Vec<StringBuilder> = paths
+        .iter()
+        .map(|_| StringBuilder::with_capacity(rows, rows * 12))
+        .collect();
+    let mut valid = Vec::with_capacity(rows);
+    let mut found = Found {
+        scratch: String::with_capacity(256),
+        ranges: vec![None; paths.len()],
+    };
+    let all = if paths.len() == 64 {
+        u64::MAX
+    } else {
+        (1u64 << paths.len()) - 1
+    };
+    for line in lines {
+        found.scratch.clear();
+        found.ranges.iter_mut().for_each(|range| *range = None);
+        let parsed = line.is_some_and(|line| {
+            let mut jiter = Jiter::new(line.as_bytes());
+            matches!(jiter.peek(), Ok(Peek::Object))
+                && read_object(&mut jiter, paths, all, 0, &mut found).is_ok()
+                && jiter.finish().is_ok()
+        });
+        valid.push(parsed);
+        for (builder, range) in builders.iter_mut().zip(&found.ranges) {
+            match range {
+                Some((start, end)) if parsed => builder.append_value(&found.scratch[*start..*end]),
+                _ => builder.append_null(),
+            }
+        }
+    }
+    let columns: Vec<ArrayRef> = builders
+        .into_iter()
+        .map(|mut builder| Arc::new(builder.finish()) as ArrayRef)
+        .collect();
+    StructArray::new(fields, columns, Some(NullBuffer::from(valid)))
+}
+
+/// Read the object the parser is at, keeping the string values of the `wanted` paths (a bit
+/// per path) whose first `depth` keys led here, and skipping (but still validating) the rest.
+fn read_object(
+    jiter: &mut Jiter,
+    paths: &[Vec<&str>],
+    wanted: u64,
+    depth: usize,
+    found: &mut Found,
+) -> JiterResult<()> {
+    let mut first = true;
+    loop {
+        let key = if first { jiter.next_object()? } else { jiter.next_key()? };
+        first = false;
+        let Some(name) = key else { return Ok(()) };
+        let here = bits(wanted)
+            .filter(|&p| paths[p][depth] == name)
+            .fold(0u64, |mask, p| mask | 1 << p);
+        let peek = jiter.peek()?;
+        let leaves = bits(here)
+            .filter(|&p| paths[p].len() == depth + 1)
+            .fold(0u64, |mask, p| mask | 1 << p);
+        let deeper = here & !leaves;
+        if peek == Peek::String && leaves != 0 {
+            let value = jiter.known_str()?;
+            let start = found.scratch.len();
+            found.scratch.push_str(value);
+            for p in bits(leaves) {
+                found.ranges[p].get_or_insert((start, found.scratch.len()));
+            }
+        } else if peek == Peek::Object && deeper != 0 {
+            read_object(jiter, paths, deeper, depth + 1, found)?;
+        } else {
+            jiter.known_skip(peek)?;
+        }
+    }
+}
+
+/// The indexes of the set bits of `mask`.
+fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (mask != 0).then(|| {
+            let bit = mask.trailing_zeros() as usize;
+            mask &= mask - 1;
+            bit
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::array::StringArray;
+
+    use super::*;
+
+    fn run(lines: &[Option<&str>], paths: &[&str]) -> Vec<Option<Vec<Option<String>>>> {
+        let owned: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        let split: Vec<Vec<&str>> = owned.iter().map(|p| p.split('.').collect()).collect();
+        let array = StringArray::from(lines.to_vec());
+        let result = extract(array.iter(), fields_of(&owned), &split);
+        (0..result.len())
+            .map(|row| {
+                result.is_valid(row).then(|| {
+                    (0..paths.len())
+                        .map(|col| {
+                            let column = result.column(col).as_string::<i32>();
+                            column.is_valid(row).then(|| column.value(row).to_string())
+                        })
+                        .collect()
+                })
+            })
+            .collect()
+    }
+
+    fn s(text: &str) -> Option<String> {
+        Some(text.to_string())
+    }
+
+    #[test]
+    fn reads_top_level_and_nested_strings_in_one_pass() {
+        let line = r#"{"b":"x","a":"y","p":{"c":"cat","n":1},"q":[1,{"a":"no"}],"e":"esc\"aped\u00e9"}"#;
+        let got = run(&[Some(line)], &["a", "b", "p.c", "p.n", "missing", "e", "p"]);
+        assert_eq!(
+            got,
+            vec![Some(vec![s("y"), s("x"), s("cat"), None, None, s("esc\"apedé"), None])]
+        );
+    }
+
+    #[test]
+    fn non_strings_are_null_and_the_first_repeated_key_wins() {
+        let got = run(
+            &[Some(r#"{"a":1,"b":null,"c":true,"d":"first","d":"second"}"#)],
+            &["a", "b", "c", "d"],
+        );
+        assert_eq!(got, vec![Some(vec![None, None, None, s("first")])]);
+    }
+
+    #[test]
+    fn malformed_lines_and_non_objects_give_a_null_struct() {
+        let got = run(
+            &[
+                Some(r#"{"a":"x""#),
+                Some(r#"{"a":"x"} trailing"#),
+                Some(r#"["a"]"#),
+                Some("not json"),
+                Some(""),
+                None,
+                Some(r#"{"a":"ok","z":[1,2,{"w":[]}]}"#),
+            ],
+            &["a"],
+        );
+        assert_eq!(got, vec![None, None, None, None, None, None, Some(vec![s("ok")])]);
+    }
+}
