@@ -9,24 +9,17 @@ lines AS (
   FROM events
   WHERE dt <= DATE '{{ ds }}' AND json_get_str(line, 'event_id') IN (SELECT event_id FROM repeated)
 ),
-fields AS (
-  SELECT
-    event_id,
-    json_fields(line, 'occurred_at', 'customer_id', 'anonymous_id', 'event_type', 'channel', 'properties.category') AS f,
-    line
-  FROM lines
-),
 copies AS (
   SELECT
     event_id,
-    TRY_CAST(f['occurred_at'] AS TIMESTAMP) AS occurred_at,
-    f['customer_id']                        AS customer_id,
-    f['anonymous_id']                       AS anonymous_id,
-    f['event_type']                         AS event_type,
-    f['channel']                            AS channel,
-    f['properties.category']                AS category,
+    TRY_CAST(json_get_str(line, 'occurred_at') AS TIMESTAMP) AS occurred_at,
+    json_get_str(line, 'customer_id')            AS customer_id,
+    json_get_str(line, 'anonymous_id')           AS anonymous_id,
+    json_get_str(line, 'event_type')             AS event_type,
+    json_get_str(line, 'channel')                AS channel,
+    json_get_str(line, 'properties', 'category') AS category,
     line AS raw
-  FROM fields
+  FROM lines
 )
 SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY occurred_at, raw) AS copy
 FROM copies
