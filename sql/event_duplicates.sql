@@ -1,27 +1,42 @@
--- Every copy of an event_id seen more than once. The copy kept is the earliest occurred_at, then
--- the smallest raw line; the others are quarantined as `duplicate`. Their raw lines are not kept
--- in stg_events, so every event file is read a second time and only lines of those ids are kept
--- (the largest cost of the pipeline at 10M events; see the README's Benchmarks).
+-- Every copy of an event_id seen more than once among valid events. The copy kept is the earliest
+-- occurred_at, then the smallest raw line; the others are quarantined as `duplicate`.
+-- stg_events keeps no raw line for valid rows (it would double the memory of the run), so the
+-- event files are read a second time: only each line's event_id is read (json_get_str stops at
+-- that key), and the few lines of repeated ids are parsed in full.
 WITH repeated AS (
   SELECT event_id FROM stg_events WHERE reject_reason IS NULL GROUP BY event_id HAVING COUNT(*) > 1
 ),
 lines AS (
   SELECT line, json_get_str(line, 'event_id') AS event_id
   FROM events
-  WHERE dt <= DATE '{{ ds }}' AND json_get_str(line, 'event_id') IN (SELECT event_id FROM repeated)
+  WHERE dt <= DATE '{{ ds }}'
+),
+-- The small side first: it is the side a hash join builds.
+matched AS (
+  SELECT l.line FROM repeated r JOIN lines l ON l.event_id = r.event_id
+),
+fields AS (
+  SELECT
+    line,
+    json_fields(line, 'event_id', 'occurred_at', 'customer_id', 'anonymous_id', 'event_type', 'channel',
+                'properties.category') AS f
+  FROM matched
 ),
 copies AS (
   SELECT
-    event_id,
-    TRY_CAST(json_get_str(line, 'occurred_at') AS TIMESTAMP) AS occurred_at,
-    json_get_str(line, 'customer_id')            AS customer_id,
-    json_get_str(line, 'anonymous_id')           AS anonymous_id,
-    json_get_str(line, 'event_type')             AS event_type,
-    json_get_str(line, 'channel')                AS channel,
-    json_get_str(line, 'properties', 'category') AS category,
-    line AS raw
-  FROM lines
+    f['event_id']                                   AS event_id,
+    TRY_CAST(f['occurred_at'] AS TIMESTAMP)         AS occurred_at,
+    f['customer_id']                                AS customer_id,
+    f['anonymous_id']                               AS anonymous_id,
+    f['event_type']                                 AS event_type,
+    f['channel']                                    AS channel,
+    f['properties.category']                        AS category,
+    line                                            AS raw
+  FROM fields
 )
 SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY occurred_at, raw) AS copy
 FROM copies
-WHERE occurred_at < TIMESTAMP '{{ as_of }}'
+-- The same rules as stg_events: a line that is rejected there is not a copy here.
+WHERE event_id IS NOT NULL
+  AND (customer_id IS NOT NULL OR anonymous_id IS NOT NULL)
+  AND occurred_at < TIMESTAMP '{{ as_of }}'

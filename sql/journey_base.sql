@@ -1,48 +1,10 @@
--- One row per person: milestones (with implied earlier stages), orders, status, RFM, latest NPS.
--- customer_journey.sql adds the persona, which is computed from these columns.
-WITH ev AS (
-  SELECT
-    person_id,
-    MIN(occurred_at) AS first_event_at,
-    MAX(occurred_at) AS last_event_at,
-    MIN(CASE WHEN is_awareness THEN occurred_at END) AS first_awareness_at,
-    MIN(CASE WHEN is_consideration THEN occurred_at END) AS first_consideration_at
-  FROM person_events
-  GROUP BY person_id
-),
-ord AS (
-  SELECT
-    customer_id AS person_id,
-    COUNT(*) AS orders,
-    SUM(amount) AS revenue,
-    MIN(ordered_at) AS purchase_at,
-    MIN(CASE WHEN order_number = 2 THEN ordered_at END) AS retention_at,
-    MAX(ordered_at) AS last_order_at
-  FROM completed_orders
-  GROUP BY customer_id
+-- One row per person: the milestones of person_milestones with advocacy, status, RFM and latest
+-- NPS. customer_journey.sql adds the persona, which is computed from these columns.
+WITH base AS (
+  SELECT * FROM person_milestones
 ),
 responses AS (
   SELECT * FROM stg_feedback WHERE reject_reason IS NULL
-),
-persons AS (
-  SELECT person_id FROM ev UNION SELECT person_id FROM ord
-),
-base AS (
-  SELECT
-    p.person_id,
-    p.person_id NOT LIKE 'anon:%' AS is_known,
-    LEAST(ev.first_event_at, ord.purchase_at) AS first_seen_at,
-    GREATEST(ev.last_event_at, ord.last_order_at) AS last_seen_at,
-    LEAST(ev.first_awareness_at, ev.first_consideration_at, ord.purchase_at) AS awareness_at,
-    LEAST(ev.first_consideration_at, ord.purchase_at) AS consideration_at,
-    ord.purchase_at,
-    ord.retention_at,
-    COALESCE(ord.orders, 0) AS orders,
-    CAST(COALESCE(ord.revenue, 0) AS DECIMAL(18, 2)) AS revenue,
-    ord.last_order_at
-  FROM persons p
-  LEFT JOIN ev ON ev.person_id = p.person_id
-  LEFT JOIN ord ON ord.person_id = p.person_id
 ),
 advocacy_acts AS (
   SELECT person_id, occurred_at AS acted_at FROM person_events WHERE is_advocacy

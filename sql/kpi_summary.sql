@@ -63,21 +63,34 @@ wide AS (
   JOIN repeat r ON r.period = o.period
   JOIN nps n ON n.period = o.period
 ),
+-- Metrics become rows by a join with their names, not by a union of one select per metric: a CTE
+-- is planned again wherever it is referenced, so the union computed `wide` fourteen times.
+metrics AS (
+  SELECT * FROM (VALUES
+    (1, 'revenue'), (2, 'orders'), (3, 'active_customers'), (4, 'new_customers'),
+    (5, 'repeat_purchase_rate'), (6, 'nps'), (7, 'median_days_to_purchase')
+  ) AS m(position, metric)
+),
 long AS (
-  SELECT period, 1 AS position, 'revenue' AS metric, revenue AS value FROM wide
-  UNION ALL SELECT period, 2, 'orders', orders FROM wide
-  UNION ALL SELECT period, 3, 'active_customers', active_customers FROM wide
-  UNION ALL SELECT period, 4, 'new_customers', new_customers FROM wide
-  UNION ALL SELECT period, 5, 'repeat_purchase_rate', repeat_purchase_rate FROM wide
-  UNION ALL SELECT period, 6, 'nps', nps FROM wide
-  UNION ALL SELECT period, 7, 'median_days_to_purchase', median_days_to_purchase FROM wide
+  SELECT w.period, m.position, m.metric,
+    CASE m.metric
+      WHEN 'revenue' THEN w.revenue
+      WHEN 'orders' THEN w.orders
+      WHEN 'active_customers' THEN w.active_customers
+      WHEN 'new_customers' THEN w.new_customers
+      WHEN 'repeat_purchase_rate' THEN w.repeat_purchase_rate
+      WHEN 'nps' THEN w.nps
+      ELSE w.median_days_to_purchase
+    END AS value
+  FROM wide w CROSS JOIN metrics m
+),
+paired AS (
+  SELECT position, metric,
+    MAX(CASE WHEN period = 'current' THEN value END) AS value,
+    MAX(CASE WHEN period = 'previous' THEN value END) AS previous_value
+  FROM long
+  GROUP BY position, metric
 )
-SELECT
-  c.metric,
-  c.value,
-  p.value AS previous_value,
-  c.value - p.value AS change
-FROM long c
-JOIN long p ON p.metric = c.metric AND p.period = 'previous'
-WHERE c.period = 'current'
-ORDER BY c.position
+SELECT metric, value, previous_value, value - previous_value AS change
+FROM paired
+ORDER BY position

@@ -1,19 +1,28 @@
 -- Events parsed from NDJSON lines, up to the ds partition and before as_of.
 -- A row breaking the contract keeps a reject_reason and its raw line; valid rows drop the line
 -- (it is only needed again for duplicates, see event_duplicates.sql).
-WITH parsed AS (
+-- json_fields parses each line once (json_get_str per field would parse it eight times); its
+-- result is NULL when the line is not a JSON object.
+WITH fields AS (
   SELECT
     line,
-    json_length(line) IS NULL                    AS malformed,
-    json_get_str(line, 'event_id')               AS event_id,
-    json_get_str(line, 'occurred_at')            AS occurred_at_raw,
-    json_get_str(line, 'customer_id')            AS customer_id,
-    json_get_str(line, 'anonymous_id')           AS anonymous_id,
-    json_get_str(line, 'event_type')             AS event_type,
-    json_get_str(line, 'channel')                AS channel,
-    json_get_str(line, 'properties', 'category') AS category
+    json_fields(line, 'event_id', 'occurred_at', 'customer_id', 'anonymous_id', 'event_type', 'channel',
+                'properties.category') AS f
   FROM events
   WHERE dt <= DATE '{{ ds }}'
+),
+parsed AS (
+  SELECT
+    line,
+    f IS NULL                    AS malformed,
+    f['event_id']                AS event_id,
+    f['occurred_at']             AS occurred_at_raw,
+    f['customer_id']             AS customer_id,
+    f['anonymous_id']            AS anonymous_id,
+    f['event_type']              AS event_type,
+    f['channel']                 AS channel,
+    f['properties.category']     AS category
+  FROM fields
 ),
 typed AS (
   SELECT *, TRY_CAST(occurred_at_raw AS TIMESTAMP) AS occurred_at,

@@ -16,9 +16,23 @@ use crate::error::Error;
 /// A session configured for `pipeline`, with its object stores registered.
 pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
     let engine = &pipeline.engine;
-    let mut config = SessionConfig::new()
-        .with_information_schema(true)
-        .with_batch_size(engine.batch_size.unwrap_or(8192));
+    // DATAFUSION_* variables tune the engine as in datafusion-cli
+    // (DATAFUSION_EXECUTION_BATCH_SIZE=..., DATAFUSION_OPTIMIZER_...); the pipeline's engine
+    // section comes after them.
+    let from_env = SessionConfig::from_env().map_err(|source| Error::Engine {
+        context: "reading DATAFUSION_* settings from the environment".into(),
+        source,
+    })?;
+    let mut config = from_env.with_information_schema(true);
+    if let Some(rows) = engine.batch_size {
+        config = config.with_batch_size(rows);
+    }
+    // The extraction of `struct['field']` / JSON accessors into scans copies the expression that
+    // builds the struct into every access: `json_fields(line, ...)['a']`, `[...]['b']`, ... parse
+    // each line once per field. Off unless the environment asks for it.
+    if std::env::var_os("DATAFUSION_OPTIMIZER_ENABLE_LEAF_EXPRESSION_PUSHDOWN").is_none() {
+        config.options_mut().optimizer.enable_leaf_expression_pushdown = false;
+    }
     // A source folder is read with everything below it, and a glob may span folders
     // (`sales/*/part-*.csv`): DataFusion would otherwise match globs against the first level only.
     config.options_mut().execution.listing_table_ignore_subdirectory = false;

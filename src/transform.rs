@@ -423,10 +423,17 @@ pub async fn run_step(
     let materialize = materializes(pipeline, graph, index);
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let rows = if materialize {
-        let partitions = frame
-            .collect_partitioned()
+        let task_ctx = Arc::new(frame.task_ctx());
+        let plan = frame
+            .create_physical_plan()
             .await
             .map_err(|source| step_error(step, source))?;
+        let partitions = datafusion::physical_plan::collect_partitioned(Arc::clone(&plan), task_ctx)
+            .await
+            .map_err(|source| step_error(step, source))?;
+        // The executed plan with each operator's rows and time: where to look when a step is slow.
+        tracing::debug!(step = %step.name, "executed plan:\n{}",
+            datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true));
         let rows = partitions.iter().flatten().map(|batch| batch.num_rows() as u64).sum();
         let table = MemTable::try_new(Arc::clone(&schema), partitions).map_err(|source| step_error(step, source))?;
         ctx.register_table(step.name.as_str(), Arc::new(table))
