@@ -50,10 +50,19 @@ reached AS (
   FROM levels l
   JOIN customer_journey j ON j.person_id = l.person_id
 ),
+-- Each person counts once overall and once under their channel. A join with the breakdown names,
+-- not a union of two selects from `reached`: DataFusion plans a CTE again at every reference,
+-- and `reached` holds the whole window_funnel computation.
 by_breakdown AS (
-  SELECT entry_month, 'all' AS breakdown, 'all' AS breakdown_value, level, retained, advocated FROM reached
-  UNION ALL
-  SELECT entry_month, 'channel', COALESCE(channel, 'unknown'), level, retained, advocated FROM reached
+  SELECT
+    r.entry_month,
+    b.breakdown,
+    CASE WHEN b.breakdown = 'all' THEN 'all' ELSE COALESCE(r.channel, 'unknown') END AS breakdown_value,
+    r.level,
+    r.retained,
+    r.advocated
+  FROM (VALUES ('all'), ('channel')) AS b(breakdown)
+  CROSS JOIN reached r
 ),
 totals AS (
   SELECT

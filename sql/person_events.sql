@@ -7,6 +7,7 @@ WITH links AS (
   WHERE anonymous_id IS NOT NULL AND customer_id IS NOT NULL
   GROUP BY anonymous_id
 )
+-- Events of a customer need no link: only anonymous events go through the join.
 SELECT
   e.event_id,
   e.occurred_at,
@@ -14,10 +15,26 @@ SELECT
   e.event_type,
   e.channel,
   e.category,
-  COALESCE(e.customer_id, l.linked_customer, 'anon:' || e.anonymous_id) AS person_id,
-  e.customer_id IS NOT NULL OR l.linked_customer IS NOT NULL AS is_known,
+  e.customer_id AS person_id,
+  true AS is_known,
   e.event_type IN ({{ var('awareness_events') | sql_list }}) AS is_awareness,
   e.event_type IN ({{ var('consideration_events') | sql_list }}) AS is_consideration,
   e.event_type IN ({{ var('advocacy_events') | sql_list }}) AS is_advocacy
 FROM valid_events e
+WHERE e.customer_id IS NOT NULL
+UNION ALL
+SELECT
+  e.event_id,
+  e.occurred_at,
+  local_time(e.occurred_at, '{{ timezone }}'),
+  e.event_type,
+  e.channel,
+  e.category,
+  COALESCE(l.linked_customer, 'anon:' || e.anonymous_id),
+  l.linked_customer IS NOT NULL,
+  e.event_type IN ({{ var('awareness_events') | sql_list }}),
+  e.event_type IN ({{ var('consideration_events') | sql_list }}),
+  e.event_type IN ({{ var('advocacy_events') | sql_list }})
+FROM valid_events e
 LEFT JOIN links l ON l.anonymous_id = e.anonymous_id
+WHERE e.customer_id IS NULL

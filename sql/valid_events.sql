@@ -1,8 +1,10 @@
 -- One row per event_id: valid events, duplicates resolved.
 SELECT event_id, occurred_at, customer_id, anonymous_id, event_type, channel, category
-FROM stg_events
+FROM stg_events s
 WHERE reject_reason IS NULL
-  AND event_id NOT IN (SELECT event_id FROM event_duplicates)
+  -- NOT EXISTS rather than NOT IN: the null-aware anti join of NOT IN must build its hash table
+  -- on every staged event; this one builds on the few duplicates.
+  AND NOT EXISTS (SELECT 1 FROM event_duplicates d WHERE d.event_id = s.event_id)
 UNION ALL
 SELECT event_id, occurred_at, customer_id, anonymous_id, event_type, channel, category
 FROM event_duplicates
