@@ -3,17 +3,15 @@
 -- stg_events keeps no raw line for valid rows (it would double the memory of the run), so the
 -- event files are read a second time: only each line's event_id is read (json_get_str stops at
 -- that key), and the few lines of repeated ids are parsed in full.
-WITH repeated AS (
-  SELECT event_id FROM stg_events WHERE reject_reason IS NULL GROUP BY event_id HAVING COUNT(*) > 1
-),
-lines AS (
+WITH lines AS (
   SELECT line, json_get_str(line, 'event_id') AS event_id
   FROM events
   WHERE dt <= DATE '{{ ds }}'
 ),
--- The small side first: it is the side a hash join builds.
+-- repeated_event_ids is a small materialized table with exact statistics, so the join builds its
+-- hash table on it once and streams the lines past it without shuffling them between threads.
 matched AS (
-  SELECT l.line FROM repeated r JOIN lines l ON l.event_id = r.event_id
+  SELECT l.line FROM repeated_event_ids r JOIN lines l ON l.event_id = r.event_id
 ),
 fields AS (
   SELECT

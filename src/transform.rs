@@ -428,7 +428,7 @@ pub async fn run_step(
             .create_physical_plan()
             .await
             .map_err(|source| step_error(step, source))?;
-        let partitions = datafusion::physical_plan::collect_partitioned(Arc::clone(&plan), task_ctx)
+        let partitions = collect_compacted(Arc::clone(&plan), task_ctx)
             .await
             .map_err(|source| step_error(step, source))?;
         // The executed plan with each operator's rows and time: where to look when a step is slow.
@@ -453,6 +453,75 @@ pub async fn run_step(
         details: None,
         schema: Some(schema),
     })
+}
+
+/// Every output partition of `plan`, each batch compacted as it arrives (so the wasted buffers
+/// are freed during the step, not after it), one task per partition as in `collect_partitioned`.
+async fn collect_compacted(
+    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    task_ctx: Arc<datafusion::execution::TaskContext>,
+) -> datafusion::error::Result<Vec<Vec<RecordBatch>>> {
+    use futures::StreamExt;
+    let streams = datafusion::physical_plan::execute_stream_partitioned(plan, task_ctx)?;
+    let mut tasks = tokio::task::JoinSet::new();
+    for (index, mut stream) in streams.into_iter().enumerate() {
+        tasks.spawn(async move {
+            let mut batches = Vec::new();
+            while let Some(batch) = stream.next().await {
+                batches.push(compact(batch?)?);
+            }
+            Ok::<_, datafusion::error::DataFusionError>((index, batches))
+        });
+    }
+    let mut partitions = vec![Vec::new(); tasks.len()];
+    while let Some(joined) = tasks.join_next().await {
+        let (index, batches) =
+            joined.map_err(|error| datafusion::error::DataFusionError::External(Box::new(error)))??;
+        partitions[index] = batches;
+    }
+    Ok(partitions)
+}
+
+/// The batch with every text column that holds far more bytes than its values show copied into
+/// a buffer of its own. `CASE WHEN c THEN text_column END` (DataFusion's `nullif` path) and slices
+/// keep the whole source buffer behind a few visible values: a materialized `stg_events` kept
+/// every raw line of the export that way, 2 GB at 10M events, for a column that is mostly NULL.
+fn compact(batch: RecordBatch) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    if !batch.columns().iter().any(|column| holds_unseen_bytes(column.as_ref())) {
+        return Ok(batch);
+    }
+    let all_rows = datafusion::arrow::array::UInt32Array::from_iter_values(0..batch.num_rows() as u32);
+    let columns = batch
+        .columns()
+        .iter()
+        .map(|column| {
+            if holds_unseen_bytes(column.as_ref()) {
+                // `take` copies the bytes of valid values only.
+                datafusion::arrow::compute::take(column.as_ref(), &all_rows, None)
+            } else {
+                Ok(Arc::clone(column))
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    RecordBatch::try_new(batch.schema(), columns)
+}
+
+/// Whether a text column's value buffer is more than twice (plus 64 KiB) the bytes it shows.
+fn holds_unseen_bytes(column: &dyn Array) -> bool {
+    fn wasteful(buffered: usize, shown: usize) -> bool {
+        buffered > 2 * shown + 64 * 1024
+    }
+    match column.data_type() {
+        DataType::Utf8 => {
+            let text = column.as_string::<i32>();
+            wasteful(text.values().len(), text.iter().flatten().map(str::len).sum())
+        }
+        DataType::LargeUtf8 => {
+            let text = column.as_string::<i64>();
+            wasteful(text.values().len(), text.iter().flatten().map(str::len).sum())
+        }
+        _ => false,
+    }
 }
 
 /// Plan every step without reading data (sources must be registered), collecting every failure.
@@ -584,6 +653,34 @@ async fn run_kmeans(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn materialized_text_columns_keep_only_the_bytes_they_show() {
+        use datafusion::arrow::array::BooleanArray;
+        let long = "x".repeat(1000);
+        let lines = StringArray::from_iter_values((0..1000).map(|i| format!("{i}:{long}")));
+        // Two rows of a thousand stay visible, as `CASE WHEN rejected THEN line END` leaves them.
+        let keep = BooleanArray::from_iter((0..1000).map(|i| Some(i == 7 || i == 900)));
+        let mostly_null =
+            datafusion::arrow::compute::nullif(&lines, &datafusion::arrow::compute::not(&keep).unwrap()).unwrap();
+        let short = StringArray::from_iter_values((0..1000).map(|i| i.to_string()));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("raw", DataType::Utf8, true),
+            Field::new("id", DataType::Utf8, false),
+        ]));
+        let batch = RecordBatch::try_new(schema, vec![mostly_null, Arc::new(short)]).unwrap();
+        assert!(holds_unseen_bytes(batch.column(0).as_ref()));
+
+        let compacted = compact(batch.clone()).unwrap();
+        let raw = compacted.column(0).as_string::<i32>();
+        let kept = format!("7:{long}").len() + format!("900:{long}").len();
+        assert_eq!(raw.values().len(), kept, "only rows 7 and 900 are kept");
+        assert_eq!(raw.value(7), format!("7:{long}"));
+        assert_eq!(raw.value(900), format!("900:{long}"));
+        assert_eq!(raw.null_count(), 998);
+        // The small column was left as it was, sharing its buffer.
+        assert!(Arc::ptr_eq(compacted.column(1), batch.column(1)));
+    }
+
     use super::*;
 
     #[test]

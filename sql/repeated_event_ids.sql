@@ -1,0 +1,2 @@
+-- Event ids seen more than once among valid staged events (see event_duplicates.sql).
+SELECT event_id FROM stg_events WHERE reject_reason IS NULL GROUP BY event_id HAVING COUNT(*) > 1
