@@ -3,15 +3,7 @@
 -- average): order category × {revenue, orders, customers}, event channel × {events, persons}.
 -- A step of its own, so that trend_series can read it twice without aggregating the events
 -- twice (DataFusion plans a CTE again at every reference).
-WITH weeks AS (
-  SELECT value AS week_start
-  FROM generate_series(
-    date_trunc('week', TIMESTAMP '{{ ds }}' + INTERVAL '1 day') - INTERVAL '{{ (var("trend_weeks") + 3) * 7 }} days',
-    date_trunc('week', TIMESTAMP '{{ ds }}' + INTERVAL '1 day') - INTERVAL '7 days',
-    INTERVAL '7 days'
-  )
-),
-orders_weekly AS (
+WITH orders_weekly AS (
   SELECT category AS dimension_value, date_trunc('week', local_at) AS week_start,
     CAST(SUM(amount) AS DOUBLE) AS revenue,
     CAST(COUNT(*) AS DOUBLE) AS orders,
@@ -39,4 +31,4 @@ points AS (
     CASE m.metric WHEN 'events' THEN e.events ELSE e.persons END
   FROM (VALUES ('events'), ('persons')) AS m(metric) CROSS JOIN events_weekly e
 )
-SELECT p.* FROM points p JOIN weeks w ON w.week_start = p.week_start
+SELECT p.* FROM points p JOIN trend_week_starts w ON w.week_start = p.week_start

@@ -1,21 +1,13 @@
 -- Weekly series from trend_points: weeks without activity are filled with 0, then the previous
 -- week, week-over-week growth and the 4-week moving average; the three earlier weeks only feed
 -- those and are not shown.
-WITH weeks AS (
-  SELECT value AS week_start
-  FROM generate_series(
-    date_trunc('week', TIMESTAMP '{{ ds }}' + INTERVAL '1 day') - INTERVAL '{{ (var("trend_weeks") + 3) * 7 }} days',
-    date_trunc('week', TIMESTAMP '{{ ds }}' + INTERVAL '1 day') - INTERVAL '7 days',
-    INTERVAL '7 days'
-  )
-),
-series AS (
+WITH series AS (
   SELECT DISTINCT dimension, dimension_value, metric FROM trend_points
 ),
 filled AS (
   SELECT s.dimension, s.dimension_value, s.metric, w.week_start, COALESCE(p.value, 0) AS value
   FROM series s
-  CROSS JOIN weeks w
+  CROSS JOIN trend_week_starts w
   LEFT JOIN trend_points p
     ON p.dimension = s.dimension AND p.dimension_value = s.dimension_value AND p.metric = s.metric AND p.week_start = w.week_start
 ),
