@@ -1,4 +1,6 @@
--- Events parsed from NDJSON lines, up to the ds partition and before as_of.
+-- Events parsed from NDJSON lines, up to the ds partition. Events at or after as_of are dropped
+-- by the steps that read this one, not here: a filter here is pushed below the projections and
+-- parses each timestamp again.
 -- A row breaking the contract keeps a reject_reason and its raw line; valid rows drop the line
 -- (it is only needed again for duplicates, see event_duplicates.sql).
 -- json_fields parses each line once (json_get_str per field would parse it eight times); its
@@ -37,4 +39,3 @@ SELECT
   event_id, occurred_at, customer_id, anonymous_id, event_type, channel, category, reject_reason,
   CASE WHEN reject_reason IS NOT NULL THEN line END AS raw
 FROM typed
-WHERE reject_reason IS NOT NULL OR occurred_at < TIMESTAMP '{{ as_of }}'
