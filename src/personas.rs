@@ -133,26 +133,94 @@ fn fit(data: &Array2<f64>, k: usize, seed: u64, max_iterations: u64) -> Result<A
 /// Mean silhouette (Euclidean; a point alone in its cluster scores 0, as in scikit-learn).
 ///
 /// Written here rather than taken from linfa: linfa's `silhouette_score` allocates an array per
-/// pair of points, which made the 10,000-point search over k = 2..8 take ~50 s; this loop visits
-/// each pair once with no allocation (about a second in all).
+/// pair of points, which made the 10,000-point search over k = 2..8 take ~50 s.
 pub fn silhouette_score(data: &Array2<f64>, labels: &[usize], k: usize) -> f64 {
+    silhouette_scores(data, &[(k, labels)])
+        .ok()
+        .and_then(|scores| scores.first().copied())
+        .unwrap_or(0.0)
+}
+
+/// The mean silhouette of each labelling `(k, labels)` of the same points. Each pair of points is
+/// visited once for all labellings, since the distance is the costly part and the search over k
+/// scores seven labellings of one sample. The rows are cut into a fixed number of chunks of about
+/// equal pair counts, one thread each, and the chunks' sums are added in chunk order, so the
+/// result is the same on any number of cores.
+pub fn silhouette_scores(data: &Array2<f64>, labellings: &[(usize, &[usize])]) -> Result<Vec<f64>, PersonaError> {
+    const CHUNKS: usize = 8;
     let n = data.nrows();
     let data = data.as_standard_layout();
     let Some(values) = data.as_slice() else {
-        return 0.0;
+        return Ok(vec![0.0; labellings.len()]);
     };
     let width = data.ncols();
-    let row = |i: usize| &values[i * width..(i + 1) * width];
-    // distance_sums[i * k + c]: sum of distances from point i to the points of cluster c.
-    let mut distance_sums = vec![0.0; n * k];
+    // Where labelling l's sums start: sums[offsets[l] + i * k + c] is the sum of distances from
+    // point i to the points of cluster c.
+    let mut offsets = Vec::with_capacity(labellings.len());
+    let mut length = 0;
+    for (k, _) in labellings {
+        offsets.push(length);
+        length += n * k;
+    }
+    // Row i has n - 1 - i pairs after it: cut where the running pair count reaches each share.
+    let total_pairs = n * n.saturating_sub(1) / 2;
+    let mut bounds = vec![0];
+    let mut pairs = 0;
     for i in 0..n {
-        let a = row(i);
-        for j in i + 1..n {
-            let distance = a.iter().zip(row(j)).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
-            distance_sums[i * k + labels[j]] += distance;
-            distance_sums[j * k + labels[i]] += distance;
+        pairs += n - 1 - i;
+        if pairs * CHUNKS >= total_pairs * bounds.len() && bounds.len() < CHUNKS {
+            bounds.push(i + 1);
         }
     }
+    bounds.push(n);
+    bounds.dedup();
+    let chunk_sums: Vec<Vec<f64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = bounds
+            .windows(2)
+            .map(|rows| {
+                let (start, end) = (rows[0], rows[1]);
+                let offsets = &offsets;
+                scope.spawn(move || {
+                    let row = |i: usize| &values[i * width..(i + 1) * width];
+                    let mut sums = vec![0.0; length];
+                    for i in start..end {
+                        let a = row(i);
+                        for j in i + 1..n {
+                            let distance = a.iter().zip(row(j)).map(|(x, y)| (x - y) * (x - y)).sum::<f64>().sqrt();
+                            for ((k, labels), &offset) in labellings.iter().zip(offsets) {
+                                sums[offset + i * k + labels[j]] += distance;
+                                sums[offset + j * k + labels[i]] += distance;
+                            }
+                        }
+                    }
+                    sums
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .map_err(|_| PersonaError::Fit("a silhouette thread panicked".into()))
+            })
+            .collect::<Result<_, _>>()
+    })?;
+    let mut distance_sums = vec![0.0; length];
+    for sums in &chunk_sums {
+        for (total, value) in distance_sums.iter_mut().zip(sums) {
+            *total += value;
+        }
+    }
+    Ok(labellings
+        .iter()
+        .zip(&offsets)
+        .map(|((k, labels), &offset)| mean_silhouette(&distance_sums[offset..offset + n * k], labels, *k))
+        .collect())
+}
+
+/// The mean silhouette from each point's summed distances to every cluster.
+fn mean_silhouette(distance_sums: &[f64], labels: &[usize], k: usize) -> f64 {
+    let n = labels.len();
     let mut sizes = vec![0usize; k];
     for &label in labels {
         sizes[label] += 1;
@@ -237,22 +305,9 @@ pub fn cluster(ids: &[String], raw: &Array2<f64>, spec: &KMeansSpec) -> Result<(
                     .collect();
                 candidates.push((k, labels));
             }
-            // The silhouettes are the costly part (every pair of the sample, per k): one thread
-            // per k. Each score is computed alone, so the result does not depend on scheduling.
-            let scores: Result<Vec<f64>, PersonaError> = std::thread::scope(|scope| {
-                let sample_data = &sample_data;
-                let handles: Vec<_> = candidates
-                    .iter()
-                    .map(|(k, labels)| scope.spawn(move || silhouette_score(sample_data, labels, *k)))
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .map_err(|_| PersonaError::Fit("a silhouette thread panicked".into()))
-                    })
-                    .collect()
-            });
+            let labellings: Vec<(usize, &[usize])> =
+                candidates.iter().map(|(k, labels)| (*k, labels.as_slice())).collect();
+            let scores = silhouette_scores(&sample_data, &labellings);
             let mut best: Option<(usize, f64)> = None;
             for ((k, _), score) in candidates.iter().zip(scores?) {
                 silhouettes.push((*k, score));
