@@ -67,20 +67,23 @@ impl CheckOutcome {
 /// Run one check; its tables must be registered in `ctx`.
 pub async fn run_check(ctx: &SessionContext, check: &Check) -> Result<CheckOutcome, Error> {
     let started = Instant::now();
-    let mut outcome = CheckOutcome::skipped(check);
     let failures = ctx.sql(&check.sql).await.map_err(|e| check_error(check, e))?;
     let failures = failures.cache().await.map_err(|e| check_error(check, e))?;
-    outcome.failing_rows = failures.clone().count().await.map_err(|e| check_error(check, e))? as u64;
+    let failing_rows = failures.clone().count().await.map_err(|e| check_error(check, e))? as u64;
     let examples = failures
         .limit(0, Some(check.examples))
         .map_err(|e| check_error(check, e))?;
-    outcome.examples = to_json_rows(&examples.collect().await.map_err(|e| check_error(check, e))?);
-    outcome.status = if outcome.failing_rows == 0 { "passed" } else { "failed" };
-    if outcome.failing_rows > 0 {
-        tracing::warn!(check = %check.name, failing_rows = outcome.failing_rows, severity = ?check.severity, "check failed");
+    let examples = to_json_rows(&examples.collect().await.map_err(|e| check_error(check, e))?);
+    if failing_rows > 0 {
+        tracing::warn!(check = %check.name, failing_rows, severity = ?check.severity, "check failed");
     }
-    outcome.duration_ms = started.elapsed().as_millis() as u64;
-    Ok(outcome)
+    Ok(CheckOutcome {
+        status: if failing_rows == 0 { "passed" } else { "failed" },
+        failing_rows,
+        examples,
+        duration_ms: started.elapsed().as_millis() as u64,
+        ..CheckOutcome::skipped(check)
+    })
 }
 
 /// The error for the error-level failures among `outcomes`, if any.

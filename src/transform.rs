@@ -110,14 +110,19 @@ pub fn tables_read(sql: &str) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-/// Work out the run order, reporting unknown tables and cycles (all of them).
-pub fn resolve(pipeline: &Pipeline) -> Result<StepGraph, Diagnostics> {
-    let step_index: HashMap<&str, usize> = pipeline
+/// Each step's index in the pipeline, by step name.
+fn step_indexes_by_name(pipeline: &Pipeline) -> HashMap<&str, usize> {
+    pipeline
         .steps
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.name.as_str(), i))
-        .collect();
+        .map(|(index, step)| (step.name.as_str(), index))
+        .collect()
+}
+
+/// Work out the run order, reporting unknown tables and cycles (all of them).
+pub fn resolve(pipeline: &Pipeline) -> Result<StepGraph, Diagnostics> {
+    let step_index = step_indexes_by_name(pipeline);
     let known: Vec<&str> = pipeline
         .sources
         .iter()
@@ -343,12 +348,7 @@ fn touch(pipeline: &Pipeline, graph: &StepGraph, last_use: &mut HashMap<usize, u
 /// The schedule of a run of the steps `run` (in order) writing the marts `marts`.
 pub fn schedule(pipeline: &Pipeline, graph: &StepGraph, run: &[usize], marts: &[usize]) -> Schedule {
     let position: HashMap<usize, usize> = run.iter().enumerate().map(|(at, &index)| (index, at)).collect();
-    let step_index: HashMap<&str, usize> = pipeline
-        .steps
-        .iter()
-        .enumerate()
-        .map(|(index, step)| (step.name.as_str(), index))
-        .collect();
+    let step_index = step_indexes_by_name(pipeline);
     let mut plan = Schedule {
         marts_after: vec![Vec::new(); run.len()],
         checks_after: vec![Vec::new(); run.len()],

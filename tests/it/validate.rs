@@ -221,3 +221,23 @@ fn the_bundled_pipeline_is_valid() {
     let outcome = run(command);
     assert_eq!(outcome.code, 0, "{}{}", outcome.stdout, outcome.stderr);
 }
+
+#[test]
+fn datafusion_settings_from_the_environment_are_applied() {
+    let validate_with_batch_size = |value: &str| {
+        let mut command = assert_cmd::Command::cargo_bin("lifemap").expect("binary");
+        command
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .env("DATAFUSION_EXECUTION_BATCH_SIZE", value)
+            .args(["validate", "pipelines/customer_lifecycle.yaml"]);
+        run(command)
+    };
+    // A setting DataFusion cannot parse must stop the command and be named, which shows the
+    // DATAFUSION_* variables reach the session (README: engine section).
+    let outcome = validate_with_batch_size("many");
+    assert_ne!(outcome.code, 0, "{}{}", outcome.stdout, outcome.stderr);
+    assert!(outcome.stderr.contains("DATAFUSION_"), "{}", outcome.stderr);
+
+    let outcome = validate_with_batch_size("1024");
+    assert_eq!(outcome.code, 0, "{}{}", outcome.stdout, outcome.stderr);
+}
