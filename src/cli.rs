@@ -61,8 +61,21 @@ pub enum Command {
     Validate(PipelineArgs),
     /// Print the resolved step order, each step's rendered SQL and its output schema.
     Plan(PipelineArgs),
+    /// Render the pipeline's report from the marts already published for --ds, without
+    /// sending it: for previews and template work.
+    Report(ReportArgs),
     /// Write a deterministic sample of customer exports (events, orders, customers, feedback).
     SampleData(SampleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    /// Where to write the HTML (images embedded); default `<ds>-<pipeline>.html` here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -100,6 +113,14 @@ pub struct RunArgs {
     /// Memory for query execution, e.g. 4GiB; larger work spills to disk.
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<u64>,
+
+    /// Send the report even though it was already sent for this ds.
+    #[arg(long, conflicts_with = "no_report")]
+    pub resend: bool,
+
+    /// Publish the marts but neither render nor send the report (e.g. for a backfill).
+    #[arg(long)]
+    pub no_report: bool,
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +204,7 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Run(args) => run_command(args, progress_allowed).await,
         Command::Validate(args) => report(validate(&args).await),
         Command::Plan(args) => report(plan(&args).await),
+        Command::Report(args) => report(render_report(&args).await),
         Command::SampleData(args) => report(sample_data(&args)),
     }
 }
@@ -238,6 +260,8 @@ async fn run_command(args: RunArgs, progress_allowed: bool) -> i32 {
     let options = RunOptions {
         select: args.select.clone(),
         progress: progress_allowed,
+        resend: args.resend,
+        skip_report: args.no_report,
     };
     let mut last_code = exit::SUCCESS;
     let mut summaries = Vec::new();
@@ -315,13 +339,34 @@ async fn validate(args: &PipelineArgs) -> Result<(), Error> {
     let mut problems = register_for_planning(&ctx, &pipeline).await;
     let (planned, failures) = transform::plan_all(&ctx, &pipeline, &graph).await;
     problems.extend(failures);
+    if let Some(report) = &pipeline.report
+        && problems.is_empty()
+    {
+        let steps: std::collections::HashMap<&str, &datafusion::arrow::datatypes::SchemaRef> = planned
+            .iter()
+            .map(|(index, schema)| (pipeline.steps[*index].name.as_str(), schema))
+            .collect();
+        let mart_schemas = pipeline
+            .marts
+            .iter()
+            .filter_map(|mart| Some((mart.name.clone(), (*steps.get(mart.from.as_str())?).clone())))
+            .collect();
+        if let Err(err) = crate::report::validate(&pipeline, report, &mart_schemas).await {
+            problems.push(err);
+        }
+    }
     if problems.is_empty() {
         println!(
-            "✓ {}: {} sources, {} steps planned, {} marts",
+            "✓ {}: {} sources, {} steps planned, {} marts{}",
             pipeline.file.display(),
             pipeline.sources.len(),
             planned.len(),
-            pipeline.marts.len()
+            pipeline.marts.len(),
+            if pipeline.report.is_some() {
+                ", report templates rendered"
+            } else {
+                ""
+            }
         );
         return Ok(());
     }
@@ -388,6 +433,40 @@ async fn plan(args: &PipelineArgs) -> Result<(), Error> {
         Some(first) => Err(first),
         None => Ok(()),
     }
+}
+
+async fn render_report(args: &ReportArgs) -> Result<(), Error> {
+    let pipeline = config::load(
+        &args.pipeline.pipeline,
+        &overrides(&args.pipeline, args.pipeline.ds, None),
+    )?;
+    let Some(report) = &pipeline.report else {
+        return Err(Error::Usage(format!(
+            "{} has no `report:` section",
+            pipeline.file.display()
+        )));
+    };
+    let data = crate::report::load(&pipeline, report).await?;
+    let run = runner::last_run_info(&pipeline).await;
+    let rendered = crate::report::render(&pipeline, report, &data, &run)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("{}-{}.html", pipeline.date.ds_string(), pipeline.name)));
+    std::fs::write(&out, rendered.standalone_html()).map_err(|source| Error::Io {
+        path: out.clone(),
+        source,
+    })?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "subject": rendered.subject,
+            "out": out.display().to_string(),
+            "images": rendered.images.len(),
+            "attachments": rendered.attachments.iter().map(|a| a.filename.clone()).collect::<Vec<_>>(),
+        })
+    );
+    Ok(())
 }
 
 fn sample_data(args: &SampleArgs) -> Result<(), Error> {

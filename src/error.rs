@@ -92,6 +92,14 @@ pub enum Error {
     /// Error-level data-quality failures; nothing was published.
     #[error("data-quality checks failed: {0}")]
     Quality(String),
+
+    /// The report could not be rendered (a template error, a mart missing).
+    #[error("report: {0}")]
+    Report(String),
+
+    /// The report could not be delivered; `temporary` when a later retry may succeed.
+    #[error("delivery: {message}")]
+    Delivery { message: String, temporary: bool },
 }
 
 /// What kind of failure an error chain ends in.
@@ -111,7 +119,9 @@ impl Error {
             Error::Invalid(_) | Error::Usage(_) | Error::Config(_) => exit::CONFIG,
             Error::NothingToDo(_) => exit::NOTHING_TO_DO,
             Error::Quality(_) => exit::DATA_QUALITY,
-            Error::Source { .. } => exit::RUN_FAILED,
+            Error::Source { .. } | Error::Report(_) => exit::RUN_FAILED,
+            Error::Delivery { temporary: true, .. } => exit::TEMPORARY,
+            Error::Delivery { temporary: false, .. } => exit::RUN_FAILED,
             _ => match classify(self) {
                 FailureKind::Temporary => exit::TEMPORARY,
                 FailureKind::Auth => exit::CONFIG,
@@ -124,6 +134,9 @@ impl Error {
     pub fn hint(&self) -> Option<&'static str> {
         match (self, classify(self)) {
             (Error::Invalid(_), _) => Some("run `lifemap validate PIPELINE` to list every problem"),
+            (Error::Delivery { temporary: true, .. }, _) => Some(
+                "the mail server looks unavailable; the marts are published and a rerun of this ds sends the report",
+            ),
             (_, FailureKind::Temporary) => Some("the storage or network looks unavailable; the run is safe to retry"),
             (_, FailureKind::Auth) => {
                 Some("check the S3 credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or storage.s3.*_env)")

@@ -15,12 +15,14 @@
 
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod error;
 pub mod functions;
 pub mod marts;
 pub mod personas;
 pub mod progress;
 pub mod quality;
+pub mod report;
 pub mod runner;
 pub mod sample;
 pub mod session;

@@ -1,5 +1,6 @@
 //! One run of a pipeline for one `ds`: sources → steps (each followed by the marts and checks it
-//! completes, then dropping the tables nothing later reads) → publish → run results.
+//! completes, then dropping the tables nothing later reads) → publish → report (rendered from the
+//! published marts, archived, delivered once per `ds`) → run results.
 //!
 //! The run's results are written to `<output>/_runs/ds=<ds>/run_results.json` whether it
 //! succeeds or fails (when the storage lets us), so a scheduler or a person can see what happened.
@@ -26,6 +27,10 @@ pub struct RunOptions {
     pub select: Vec<String>,
     /// Show a progress spinner (a terminal is watching).
     pub progress: bool,
+    /// Send the report even if this ds was sent before.
+    pub resend: bool,
+    /// Neither render nor send the report.
+    pub skip_report: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -75,6 +80,9 @@ pub struct RunResults {
     pub checks: Vec<crate::quality::CheckOutcome>,
     pub marts: Vec<MartOutcome>,
     pub totals: Totals,
+    /// The report's delivery, when the pipeline has a report and it was sent (or had been).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub report: Option<crate::delivery::DeliveryRecord>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
 }
@@ -91,6 +99,7 @@ impl RunResults {
             "run_id": self.run_id,
             "rows": rows,
             "duration_ms": self.duration_ms,
+            "report": self.report.as_ref().map(|r| r.status.clone()),
             "error": self.error.as_ref().map(|e| e.message.clone()),
         });
         summary.to_string()
@@ -133,6 +142,7 @@ pub async fn run(
             source_files: 0,
             source_bytes: 0,
         },
+        report: None,
         error: None,
     };
     let outcome = execute(pipeline, options, progress, &mut results).await;
@@ -183,6 +193,32 @@ async fn write_results(pipeline: &Pipeline, results: &RunResults) -> Result<(), 
             source,
         })?;
     Ok(())
+}
+
+/// The run id and checks of the last run of the pipeline's ds, from its `run_results.json`
+/// (empty when there is none), for a report rendered after the run.
+pub async fn last_run_info(pipeline: &Pipeline) -> crate::report::RunInfo {
+    let read = async {
+        let ctx = crate::session::create(pipeline).ok()?;
+        let root = storage::resolve(&ctx, &pipeline.output_location).ok()?;
+        let folder = root.child("_runs").child(&format!("ds={}", pipeline.date.ds_string()));
+        let bytes = folder
+            .store
+            .get(&folder.path.clone().join("run_results.json"))
+            .await
+            .ok()?
+            .bytes()
+            .await
+            .ok()?;
+        serde_json::from_slice::<serde_json::Value>(&bytes).ok()
+    };
+    let Some(results) = read.await else {
+        return crate::report::RunInfo::default();
+    };
+    crate::report::RunInfo {
+        run_id: results["run_id"].as_str().unwrap_or_default().to_string(),
+        checks: results["checks"].as_array().cloned().unwrap_or_default(),
+    }
 }
 
 /// The marts (and so steps) a selection asks for.
@@ -323,5 +359,27 @@ async fn execute(
         .collect();
     results.totals.rows = results.marts.iter().map(|m| m.rows).sum();
     results.totals.bytes = results.marts.iter().map(|m| m.bytes).sum();
+
+    // The report goes out only after every mart it reads is published and every error-level
+    // check passed; a partial run (--select) publishes a subset and sends nothing.
+    if let Some(report) = &pipeline.report
+        && options.select.is_empty()
+        && !options.skip_report
+    {
+        progress.message("rendering the report");
+        let data = crate::report::load(pipeline, report).await?;
+        let run = crate::report::RunInfo {
+            run_id: results.run_id.clone(),
+            checks: results
+                .checks
+                .iter()
+                .filter_map(|check| serde_json::to_value(check).ok())
+                .collect(),
+        };
+        let rendered = crate::report::render(pipeline, report, &data, &run)?;
+        progress.message("delivering the report");
+        results.report =
+            Some(crate::delivery::deliver(pipeline, report, &rendered, &results.run_id, options.resend).await?);
+    }
     Ok(())
 }

@@ -9,6 +9,7 @@
 
 pub mod interpolate;
 pub mod raw;
+pub mod report;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -24,6 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::template::TemplateContext;
 use interpolate::interpolate;
 use raw::{RawCompression, RawFormat, RawParquet, RawPipeline};
+pub use report::{Report, SmtpSettings, SmtpTls, TemplateFile, Transport};
 
 /// One problem found in a pipeline, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -318,7 +320,8 @@ pub struct Pipeline {
     pub checks: Vec<Check>,
     pub output_location: String,
     pub marts: Vec<Mart>,
-    /// SHA-256 of the pipeline file and every SQL file it reads.
+    pub report: Option<Report>,
+    /// SHA-256 of the pipeline file, every SQL file and every report template it reads.
     pub hash: String,
 }
 
@@ -941,6 +944,9 @@ pub fn compile(
     if marts.is_empty() {
         c.report(&["marts:"], "marts", "the pipeline publishes no mart");
     }
+    let report = raw
+        .report
+        .and_then(|raw_report| report::compile_report(&mut c, raw_report, path, &ctx, &marts, &mut hasher));
 
     if !c.problems.is_empty() {
         return Err(Diagnostics(c.problems));
@@ -963,6 +969,7 @@ pub fn compile(
         checks,
         output_location,
         marts,
+        report,
         hash,
     })
 }

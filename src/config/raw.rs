@@ -38,6 +38,9 @@ pub struct RawPipeline {
     /// Mart name → settings (`{}` or nothing for the defaults).
     #[serde(default)]
     pub marts: IndexMap<String, Option<RawMart>>,
+    /// The report rendered from the marts and delivered after a successful run.
+    #[serde(default)]
+    pub report: Option<RawReport>,
 }
 
 /// How to reach object stores.
@@ -296,4 +299,79 @@ pub struct RawKMeans {
     /// `generic` (default) or `customers` (persona names for the bundled persona features).
     #[serde(default)]
     pub naming: Option<crate::personas::Naming>,
+}
+
+/// The report: templates, recipients, the marts it reads and how it is delivered.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReport {
+    /// The HTML template (minijinja), a file under `template_dir`.
+    pub template: String,
+    /// The plain-text template, a file under `template_dir`.
+    pub text_template: String,
+    /// The subject line, a minijinja template rendered with the report's context.
+    pub subject: String,
+    /// Folder of the templates, relative to the pipeline file. Default `../report-templates`.
+    #[serde(default)]
+    pub template_dir: Option<String>,
+    /// Marts the templates read: the partitions this run published.
+    pub marts: Vec<String>,
+    /// More tables for the templates: name → SQL over the marts (templated like steps).
+    #[serde(default)]
+    pub queries: IndexMap<String, String>,
+    pub from: String,
+    /// Recipients; one entry may hold several addresses separated by commas.
+    pub to: Vec<String>,
+    #[serde(default)]
+    pub cc: Vec<String>,
+    #[serde(default)]
+    pub reply_to: Option<String>,
+    /// Marts attached to the email as CSV files.
+    #[serde(default)]
+    pub attach_csv: Vec<String>,
+    /// Largest message sent, e.g. `5MB` (the default); a larger one fails the delivery.
+    #[serde(default)]
+    pub max_size: Option<String>,
+    #[serde(default)]
+    pub delivery: Option<RawDelivery>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDelivery {
+    /// `outbox` (default: files in a local folder) or `smtp`.
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// The outbox folder. Default `output/outbox`.
+    #[serde(default)]
+    pub outbox: Option<String>,
+    #[serde(default)]
+    pub smtp: Option<RawSmtp>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSmtp {
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Default: 587 for `starttls`, 465 for `tls`, 25 for `none`.
+    #[serde(default)]
+    pub port: Option<String>,
+    /// `starttls` (default), `tls` (implicit TLS) or `none` (plain, for a local relay).
+    #[serde(default)]
+    pub tls: Option<String>,
+    /// Names of the environment variables holding the credentials.
+    #[serde(default)]
+    pub username_env: Option<String>,
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Per-command timeout. Default `30s`.
+    #[serde(default)]
+    pub timeout: Option<String>,
+    /// Attempts after the first when the failure is transient. Default 3.
+    #[serde(default)]
+    pub retries: Option<String>,
+    /// Wait before the first retry, doubled for each next one. Default `2s`.
+    #[serde(default)]
+    pub retry_backoff: Option<String>,
 }

@@ -4,6 +4,7 @@ mod common;
 mod engine;
 mod lifecycle;
 mod personas;
+mod report;
 mod s3;
 mod sample;
 mod validate;

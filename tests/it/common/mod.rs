@@ -16,6 +16,7 @@ use tempfile::TempDir;
 
 pub mod fixture;
 pub mod s3;
+pub mod smtp;
 
 /// A scratch project: `pipelines/`, `sql/` and data folders under a temporary directory.
 pub struct Project {

@@ -1,0 +1,342 @@
+//! The `report:` section compiled: templates read, recipients parsed, delivery settings resolved.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lettre::message::Mailbox;
+use sha2::{Digest, Sha256};
+
+use super::raw::{RawReport, RawSmtp};
+use super::{Compiler, Mart, Secret, normalize, parse_bytes};
+use crate::template::TemplateContext;
+
+/// A report template read from disk.
+#[derive(Debug, Clone)]
+pub struct TemplateFile {
+    pub path: PathBuf,
+    pub source: String,
+}
+
+impl TemplateFile {
+    /// The name minijinja knows it by; its extension decides autoescaping (`.html*` escapes).
+    pub fn name(&self) -> String {
+        self.path
+            .file_name()
+            .map(|name| name.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpTls {
+    /// Plain connection upgraded with STARTTLS (port 587).
+    StartTls,
+    /// TLS from the first byte (port 465).
+    Implicit,
+    /// No encryption: only for a relay on the same host or network.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    pub tls: SmtpTls,
+    pub username: Option<Secret>,
+    pub password: Option<Secret>,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub retry_backoff: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// `.eml` and `.html` files in a local folder.
+    Outbox(PathBuf),
+    Smtp(SmtpSettings),
+}
+
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub html: TemplateFile,
+    pub text: TemplateFile,
+    pub subject: String,
+    pub marts: Vec<String>,
+    /// Name → rendered SQL over the marts.
+    pub queries: Vec<(String, String)>,
+    pub from: Mailbox,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub reply_to: Option<Mailbox>,
+    pub attach_csv: Vec<String>,
+    pub max_bytes: u64,
+    pub transport: Transport,
+}
+
+pub const DEFAULT_MAX_BYTES: u64 = 5_000_000;
+
+pub(super) fn compile_report(
+    c: &mut Compiler<'_>,
+    raw: RawReport,
+    pipeline_file: &Path,
+    ctx: &TemplateContext,
+    marts: &[Mart],
+    hasher: &mut Sha256,
+) -> Option<Report> {
+    let template_dir = {
+        let base = pipeline_file.parent().unwrap_or(Path::new("."));
+        normalize(&base.join(raw.template_dir.as_deref().unwrap_or("../report-templates")))
+    };
+    let mut read_template = |c: &mut Compiler<'_>, key: &str, file: &str| -> Option<TemplateFile> {
+        let path = template_dir.join(file);
+        match std::fs::read_to_string(&path) {
+            Ok(source) => {
+                hasher.update(source.as_bytes());
+                Some(TemplateFile { path, source })
+            }
+            Err(err) => {
+                c.report_with_hint(
+                    &["report:", &format!("{key}:")],
+                    format!("report.{key}"),
+                    format!("cannot read template {}: {err}", path.display()),
+                    Some(format!(
+                        "templates are files under template_dir ({})",
+                        template_dir.display()
+                    )),
+                );
+                None
+            }
+        }
+    };
+    let html = read_template(c, "template", &raw.template);
+    let text = read_template(c, "text_template", &raw.text_template);
+
+    let mart_names: Vec<&str> = marts.iter().map(|m| m.name.as_str()).collect();
+    for (key, list) in [("marts", &raw.marts), ("attach_csv", &raw.attach_csv)] {
+        for name in list {
+            if !mart_names.contains(&name.as_str()) {
+                let hint = super::did_you_mean(name, mart_names.iter().copied())
+                    .map(|close| format!("did you mean `{close}`?"));
+                c.report_with_hint(
+                    &["report:", &format!("{key}:"), name.as_str()],
+                    format!("report.{key}"),
+                    format!("`{name}` is not a mart of this pipeline"),
+                    hint,
+                );
+            } else if key == "attach_csv" && !raw.marts.contains(name) {
+                c.report(
+                    &["report:", "attach_csv:", name.as_str()],
+                    "report.attach_csv",
+                    format!("`{name}` is attached but not in `report.marts`"),
+                );
+            }
+        }
+    }
+    let mut queries = Vec::new();
+    for (name, sql) in &raw.queries {
+        let key = format!("report.queries.{name}");
+        if !super::is_plain_identifier(name) || raw.marts.contains(name) {
+            c.report(
+                &["report:", "queries:", &format!("{name}:")],
+                key.clone(),
+                "a query name is lower-case letters, digits and `_`, and not the name of a mart",
+            );
+        }
+        hasher.update(sql.as_bytes());
+        match ctx.render(&key, sql) {
+            Ok(rendered) => queries.push((name.clone(), rendered)),
+            Err(message) => c.report(&["report:", "queries:", &format!("{name}:")], key, message),
+        }
+    }
+
+    let mailboxes = |c: &mut Compiler<'_>, key: &str, values: &[String]| -> Vec<Mailbox> {
+        let mut out = Vec::new();
+        for value in values {
+            let Some(done) = c.env_value(&format!("report.{key}"), value) else {
+                continue;
+            };
+            for address in done.value.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+                match address.parse::<Mailbox>() {
+                    Ok(mailbox) => out.push(mailbox),
+                    Err(err) => c.report(
+                        &["report:", &format!("{key}:")],
+                        format!("report.{key}"),
+                        format!("`{address}` is not an email address: {err}"),
+                    ),
+                }
+            }
+        }
+        out
+    };
+    let from = mailboxes(c, "from", std::slice::from_ref(&raw.from));
+    let to = mailboxes(c, "to", &raw.to);
+    let cc = mailboxes(c, "cc", &raw.cc);
+    let reply_to = raw
+        .reply_to
+        .as_ref()
+        .map(|value| mailboxes(c, "reply_to", std::slice::from_ref(value)))
+        .and_then(|mut list| list.pop());
+    if from.len() != 1 {
+        c.report(&["report:", "from:"], "report.from", "give exactly one sender address");
+    }
+    if to.is_empty() && cc.is_empty() {
+        c.report(&["report:", "to:"], "report.to", "the report has no recipient");
+    }
+
+    let max_size = raw
+        .max_size
+        .as_deref()
+        .and_then(|value| c.env_value("report.max_size", value))
+        .map(|done| done.value)
+        .filter(|value| !value.is_empty());
+    let max_bytes = match max_size.as_deref() {
+        None => DEFAULT_MAX_BYTES,
+        Some(text) => parse_bytes(text).unwrap_or_else(|message| {
+            c.report(&["report:", "max_size:"], "report.max_size", message);
+            DEFAULT_MAX_BYTES
+        }),
+    };
+
+    let delivery = raw.delivery.unwrap_or_default();
+    let transport_name = delivery
+        .transport
+        .as_deref()
+        .and_then(|value| c.env_value("report.delivery.transport", value))
+        .map(|done| done.value)
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| "outbox".into());
+    let transport = match transport_name.as_str() {
+        "outbox" => {
+            let folder = delivery
+                .outbox
+                .as_deref()
+                .and_then(|value| c.templated("report.delivery.outbox", &["outbox:"], value, ctx))
+                .unwrap_or_else(|| "output/outbox".into());
+            Some(Transport::Outbox(PathBuf::from(folder)))
+        }
+        "smtp" => compile_smtp(c, delivery.smtp.unwrap_or_default()).map(Transport::Smtp),
+        other => {
+            c.report(
+                &["report:", "transport:"],
+                "report.delivery.transport",
+                format!("`{other}` is not a transport: use `outbox` or `smtp`"),
+            );
+            None
+        }
+    };
+
+    let from = from.into_iter().next()?;
+    Some(Report {
+        html: html?,
+        text: text?,
+        subject: raw.subject,
+        marts: raw.marts,
+        queries,
+        from,
+        to,
+        cc,
+        reply_to,
+        attach_csv: raw.attach_csv,
+        max_bytes,
+        transport: transport?,
+    })
+}
+
+fn compile_smtp(c: &mut Compiler<'_>, raw: RawSmtp) -> Option<SmtpSettings> {
+    let text = |c: &mut Compiler<'_>, key: &str, value: Option<&str>| -> Option<String> {
+        let done = c.env_value(&format!("report.delivery.smtp.{key}"), value?)?;
+        (!done.value.is_empty()).then_some(done.value)
+    };
+    let host = text(c, "host", raw.host.as_deref());
+    let tls = match text(c, "tls", raw.tls.as_deref()).as_deref() {
+        None | Some("starttls") => SmtpTls::StartTls,
+        Some("tls") => SmtpTls::Implicit,
+        Some("none") => SmtpTls::None,
+        Some(other) => {
+            c.report(
+                &["smtp:", "tls:"],
+                "report.delivery.smtp.tls",
+                format!("`{other}` is not a TLS mode: use `starttls`, `tls` or `none`"),
+            );
+            SmtpTls::StartTls
+        }
+    };
+    let default_port = match tls {
+        SmtpTls::StartTls => 587,
+        SmtpTls::Implicit => 465,
+        SmtpTls::None => 25,
+    };
+    let port = match text(c, "port", raw.port.as_deref()) {
+        None => default_port,
+        Some(value) => value.parse::<u16>().unwrap_or_else(|_| {
+            c.report(
+                &["smtp:", "port:"],
+                "report.delivery.smtp.port",
+                format!("`{value}` is not a port number"),
+            );
+            default_port
+        }),
+    };
+    // No credentials is a valid setup (a local relay), so unset variables are fine; one without
+    // the other is a mistake.
+    let username = raw
+        .username_env
+        .as_deref()
+        .and_then(|name| (c.env)(name))
+        .map(Secret::new);
+    let password = raw
+        .password_env
+        .as_deref()
+        .and_then(|name| (c.env)(name))
+        .map(Secret::new);
+    if username.is_some() != password.is_some() {
+        c.report(
+            &["smtp:", "username_env:"],
+            "report.delivery.smtp",
+            format!(
+                "only one of the credentials is set: `{}` and `{}` go together",
+                raw.username_env.as_deref().unwrap_or("username_env"),
+                raw.password_env.as_deref().unwrap_or("password_env")
+            ),
+        );
+    }
+    let timeout = c.duration(
+        "report.delivery.smtp.timeout",
+        raw.timeout.as_deref(),
+        Duration::from_secs(30),
+    );
+    let retry_backoff = c.duration(
+        "report.delivery.smtp.retry_backoff",
+        raw.retry_backoff.as_deref(),
+        Duration::from_secs(2),
+    );
+    let retries = match text(c, "retries", raw.retries.as_deref()) {
+        None => 3,
+        Some(value) => value.parse::<u32>().unwrap_or_else(|_| {
+            c.report(
+                &["smtp:", "retries:"],
+                "report.delivery.smtp.retries",
+                format!("`{value}` is not a number of retries"),
+            );
+            3
+        }),
+    };
+    let Some(host) = host else {
+        c.report(
+            &["report:", "smtp:"],
+            "report.delivery.smtp.host",
+            "the smtp transport needs a host",
+        );
+        return None;
+    };
+    Some(SmtpSettings {
+        host,
+        port,
+        tls,
+        username,
+        password,
+        timeout,
+        retries,
+        retry_backoff,
+    })
+}

@@ -1,0 +1,278 @@
+//! Delivery: the rendered report archived next to the marts and sent once per `ds`.
+//!
+//! ```text
+//!   <output>/_reports/ds=<ds>/report.html     the report with its images embedded (every run)
+//!   <output>/_runs/ds=<ds>/delivery.json      written after the message was accepted
+//! ```
+//!
+//! The marker is what makes delivery exactly-once per `ds` for a scheduler that retries: a rerun
+//! finds it and sends nothing (unless `--resend`); a failed send leaves no marker, so the retry
+//! sends. The message is one MIME tree: `multipart/alternative` of a plain-text part and a
+//! `multipart/related` HTML part with its PNG images by Content-ID, wrapped in
+//! `multipart/mixed` when CSV files are attached.
+
+use std::path::Path;
+use std::time::Duration;
+
+use chrono::{SecondsFormat, Utc};
+use lettre::message::header::ContentType;
+use lettre::message::{Attachment, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Pipeline, Report, SmtpSettings, SmtpTls, Transport};
+use crate::error::Error;
+use crate::report::Rendered;
+use crate::storage::{self, Location};
+
+pub const MARKER: &str = "delivery.json";
+
+/// `delivery.json`, and what `run_results.json` says of the report.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    /// `sent`, or `already_sent` when an earlier run of this ds sent it.
+    pub status: String,
+    pub transport: String,
+    pub message_id: String,
+    pub subject: String,
+    pub recipients: Vec<String>,
+    pub bytes: u64,
+    pub run_id: String,
+    pub sent_at: String,
+    /// Where the rendered report is archived.
+    pub archive: String,
+    /// The outbox files, for the outbox transport.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outbox_file: Option<String>,
+    pub attempts: u32,
+}
+
+fn delivery_error(message: impl Into<String>, temporary: bool) -> Error {
+    Error::Delivery {
+        message: message.into(),
+        temporary,
+    }
+}
+
+/// The MIME message of a rendered report.
+pub fn build_message(report: &Report, rendered: &Rendered, message_id: &str) -> Result<Message, Error> {
+    let png = ContentType::parse("image/png").map_err(|err| delivery_error(err.to_string(), false))?;
+    let mut related = MultiPart::related().singlepart(SinglePart::html(rendered.html.clone()));
+    for image in &rendered.images {
+        related = related.singlepart(Attachment::new_inline(image.cid.clone()).body(image.png.clone(), png.clone()));
+    }
+    let alternative = MultiPart::alternative()
+        .singlepart(SinglePart::plain(rendered.text.clone()))
+        .multipart(related);
+    let body = if rendered.attachments.is_empty() {
+        alternative
+    } else {
+        let mut mixed = MultiPart::mixed().multipart(alternative);
+        for file in &rendered.attachments {
+            let content_type =
+                ContentType::parse(file.content_type).map_err(|err| delivery_error(err.to_string(), false))?;
+            mixed = mixed.singlepart(Attachment::new(file.filename.clone()).body(file.body.clone(), content_type));
+        }
+        mixed
+    };
+    let mut builder = Message::builder()
+        .from(report.from.clone())
+        .subject(rendered.subject.clone())
+        .message_id(Some(message_id.to_string()))
+        .date_now();
+    for to in &report.to {
+        builder = builder.to(to.clone());
+    }
+    for cc in &report.cc {
+        builder = builder.cc(cc.clone());
+    }
+    if let Some(reply_to) = &report.reply_to {
+        builder = builder.reply_to(reply_to.clone());
+    }
+    builder
+        .multipart(body)
+        .map_err(|err| delivery_error(format!("building the message: {err}"), false))
+}
+
+fn runs_folder(root: &Location, ds: &str) -> Location {
+    root.child("_runs").child(&format!("ds={ds}"))
+}
+
+/// The archived report of a `ds`.
+pub fn archive_location(root: &Location, ds: &str) -> Location {
+    root.child("_reports").child(&format!("ds={ds}"))
+}
+
+async fn put(location: &Location, name: &str, body: Vec<u8>) -> Result<(), Error> {
+    let path = location.path.clone().join(name);
+    location
+        .store
+        .put(&path, PutPayload::from(body))
+        .await
+        .map_err(|source| Error::Storage {
+            context: format!("writing {}{name}", location.folder_url()),
+            source,
+        })?;
+    Ok(())
+}
+
+/// The marker of an earlier delivery of this `ds`, if there is one.
+pub async fn read_marker(root: &Location, ds: &str) -> Result<Option<DeliveryRecord>, Error> {
+    let folder = runs_folder(root, ds);
+    let path = folder.path.clone().join(MARKER);
+    match folder.store.get(&path).await {
+        Ok(result) => {
+            let bytes = result.bytes().await.map_err(|source| Error::Storage {
+                context: format!("reading {path}"),
+                source,
+            })?;
+            serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|err| delivery_error(format!("{path} is not a delivery marker: {err}"), false))
+        }
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(source) => Err(Error::Storage {
+            context: format!("reading {path}"),
+            source,
+        }),
+    }
+}
+
+/// Archive the report, then send it unless this `ds` was sent before (and `resend` is off).
+pub async fn deliver(
+    pipeline: &Pipeline,
+    report: &Report,
+    rendered: &Rendered,
+    run_id: &str,
+    resend: bool,
+) -> Result<DeliveryRecord, Error> {
+    let ctx = crate::session::create(pipeline)?;
+    let root = storage::resolve(&ctx, &pipeline.output_location)?;
+    let ds = pipeline.date.ds_string();
+    let archive = archive_location(&root, &ds);
+    put(&archive, "report.html", rendered.standalone_html().into_bytes()).await?;
+    let archive_url = format!("{}report.html", archive.folder_url());
+
+    if !resend && let Some(mut earlier) = read_marker(&root, &ds).await? {
+        tracing::info!(ds = %ds, sent_at = %earlier.sent_at, "report already sent for this ds; --resend sends it again");
+        earlier.status = "already_sent".into();
+        return Ok(earlier);
+    }
+
+    let message_id = format!("<{run_id}.{}.{ds}@lifemap>", pipeline.name.replace('_', "-"));
+    let message = build_message(report, rendered, &message_id)?;
+    let bytes = message.formatted();
+    if bytes.len() as u64 > report.max_bytes {
+        return Err(delivery_error(
+            format!(
+                "the message is {} bytes, over the report's max_size of {} bytes; nothing was sent \
+                 (fewer or smaller charts, fewer attachments, or a larger report.max_size if every \
+                 recipient's server accepts it)",
+                bytes.len(),
+                report.max_bytes
+            ),
+            false,
+        ));
+    }
+    let recipients: Vec<String> = message.envelope().to().iter().map(ToString::to_string).collect();
+    let (transport, outbox_file, attempts) = match &report.transport {
+        Transport::Outbox(folder) => {
+            let file = write_outbox(folder, pipeline, rendered, &bytes)?;
+            ("outbox".to_string(), Some(file), 1)
+        }
+        Transport::Smtp(settings) => {
+            let attempts = send_smtp(settings, &message, &bytes).await?;
+            (format!("smtp://{}:{}", settings.host, settings.port), None, attempts)
+        }
+    };
+    let record = DeliveryRecord {
+        status: "sent".into(),
+        transport,
+        message_id,
+        subject: rendered.subject.clone(),
+        recipients,
+        bytes: bytes.len() as u64,
+        run_id: run_id.to_string(),
+        sent_at: Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true),
+        archive: archive_url,
+        outbox_file,
+        attempts,
+    };
+    let body = serde_json::to_vec_pretty(&record).map_err(|err| delivery_error(err.to_string(), false))?;
+    put(&runs_folder(&root, &ds), MARKER, body).await?;
+    tracing::info!(transport = %record.transport, bytes = record.bytes, recipients = record.recipients.len(), "report sent");
+    Ok(record)
+}
+
+/// `<folder>/<ds>-<pipeline>.eml` (the message as it would be sent) and `.html` (for a browser),
+/// each written to a temporary name and renamed, so a reader never sees half a file.
+fn write_outbox(folder: &Path, pipeline: &Pipeline, rendered: &Rendered, eml: &[u8]) -> Result<String, Error> {
+    let io_error = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    std::fs::create_dir_all(folder).map_err(io_error(folder))?;
+    let stem = format!("{}-{}", pipeline.date.ds_string(), pipeline.name);
+    let html = rendered.standalone_html();
+    for (extension, body) in [("html", html.as_bytes()), ("eml", eml)] {
+        let path = folder.join(format!("{stem}.{extension}"));
+        let partial = folder.join(format!(".{stem}.{extension}.partial"));
+        std::fs::write(&partial, body).map_err(io_error(&partial))?;
+        std::fs::rename(&partial, &path).map_err(io_error(&path))?;
+    }
+    Ok(folder.join(format!("{stem}.eml")).display().to_string())
+}
+
+fn smtp_transport(settings: &SmtpSettings) -> Result<AsyncSmtpTransport<Tokio1Executor>, Error> {
+    let tls_error =
+        |err: lettre::transport::smtp::Error| delivery_error(format!("TLS setup for {}: {err}", settings.host), false);
+    let builder = match settings.tls {
+        SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host).map_err(tls_error)?,
+        SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host).map_err(tls_error)?,
+        SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.as_str()),
+    };
+    let mut builder = builder.port(settings.port).timeout(Some(settings.timeout));
+    if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
+        builder = builder.credentials(Credentials::new(
+            user.expose().to_string(),
+            password.expose().to_string(),
+        ));
+    }
+    Ok(builder.build())
+}
+
+/// Send with retries; returns the number of attempts made.
+async fn send_smtp(settings: &SmtpSettings, message: &Message, bytes: &[u8]) -> Result<u32, Error> {
+    let transport = smtp_transport(settings)?;
+    let mut wait = settings.retry_backoff;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        match transport.send_raw(message.envelope(), bytes).await {
+            Ok(_) => return Ok(attempt),
+            // A 5xx reply (a refused address, failed authentication) will not change on retry.
+            Err(err) if err.is_permanent() => {
+                return Err(delivery_error(
+                    format!("{}:{} refused the message: {err}", settings.host, settings.port),
+                    false,
+                ));
+            }
+            Err(err) if attempt > settings.retries => {
+                return Err(delivery_error(
+                    format!(
+                        "could not send through {}:{} after {attempt} attempts: {err}",
+                        settings.host, settings.port
+                    ),
+                    true,
+                ));
+            }
+            Err(err) => {
+                tracing::warn!(attempt, error = %err, wait_ms = wait.as_millis() as u64, "sending the report failed; retrying");
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(Duration::from_secs(300));
+            }
+        }
+    }
+}
