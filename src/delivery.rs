@@ -19,7 +19,7 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Pipeline, Report, SmtpSettings, SmtpTls, Transport};
@@ -105,19 +105,6 @@ pub fn archive_location(root: &Location, ds: &str) -> Location {
     root.child("_reports").child(&format!("ds={ds}"))
 }
 
-async fn put(location: &Location, name: &str, body: Vec<u8>) -> Result<(), Error> {
-    let path = location.path.clone().join(name);
-    location
-        .store
-        .put(&path, PutPayload::from(body))
-        .await
-        .map_err(|source| Error::Storage {
-            context: format!("writing {}{name}", location.folder_url()),
-            source,
-        })?;
-    Ok(())
-}
-
 /// The marker of an earlier delivery of this `ds`, if there is one.
 pub async fn read_marker(root: &Location, ds: &str) -> Result<Option<DeliveryRecord>, Error> {
     let folder = runs_folder(root, ds);
@@ -152,7 +139,7 @@ pub async fn deliver(
     let root = storage::resolve(&ctx, &pipeline.output_location)?;
     let ds = pipeline.date.ds_string();
     let archive = archive_location(&root, &ds);
-    put(&archive, "report.html", rendered.standalone_html().into_bytes()).await?;
+    storage::put(&archive, "report.html", rendered.standalone_html().into_bytes()).await?;
     let archive_url = format!("{}report.html", archive.folder_url());
 
     if !resend && let Some(mut earlier) = read_marker(&root, &ds).await? {
@@ -201,7 +188,7 @@ pub async fn deliver(
         attempts,
     };
     let body = serde_json::to_vec_pretty(&record).map_err(|err| delivery_error(err.to_string(), false))?;
-    put(&runs_folder(&root, &ds), MARKER, body).await?;
+    storage::put(&runs_folder(&root, &ds), MARKER, body).await?;
     tracing::info!(transport = %record.transport, bytes = record.bytes, recipients = record.recipients.len(), "report sent");
     Ok(record)
 }

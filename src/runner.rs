@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
-use object_store::{ObjectStoreExt, PutPayload};
+use object_store::ObjectStoreExt;
 use serde::Serialize;
 
 use crate::config::Pipeline;
@@ -184,15 +184,7 @@ async fn write_results(pipeline: &Pipeline, results: &RunResults) -> Result<(), 
         mart: "_runs".into(),
         source: Box::new(err),
     })?;
-    let path = folder.path.clone().join("run_results.json");
-    root.store
-        .put(&path, PutPayload::from(body))
-        .await
-        .map_err(|source| Error::Storage {
-            context: format!("writing {}", folder.folder_url()),
-            source,
-        })?;
-    Ok(())
+    storage::put(&folder, "run_results.json", body).await
 }
 
 /// The run id and checks of the last run of the pipeline's ds, from its `run_results.json`

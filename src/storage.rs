@@ -9,10 +9,10 @@ use std::sync::Arc;
 
 use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::prelude::SessionContext;
-use object_store::ObjectStore;
 use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::path::Path as ObjectPath;
 use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
+use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
 use crate::config::{Pipeline, S3Settings};
@@ -201,6 +201,20 @@ pub fn build_s3(settings: &S3Settings, bucket: &str) -> Result<Arc<dyn ObjectSto
         .build()
         .map_err(|err| Error::Config(format!("S3 settings for bucket `{bucket}`: {err}")))?;
     Ok(Arc::new(store))
+}
+
+/// Write one object `name` below `location` in a single PUT.
+pub async fn put(location: &Location, name: &str, body: Vec<u8>) -> Result<(), Error> {
+    let path = location.path.clone().join(name);
+    location
+        .store
+        .put(&path, object_store::PutPayload::from(body))
+        .await
+        .map_err(|source| Error::Storage {
+            context: format!("writing {}{name}", location.folder_url()),
+            source,
+        })?;
+    Ok(())
 }
 
 #[cfg(test)]

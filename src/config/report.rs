@@ -340,3 +340,108 @@ fn compile_smtp(c: &mut Compiler<'_>, raw: RawSmtp) -> Option<SmtpSettings> {
         retry_backoff,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PIPELINE: &str = r#"
+name: t
+sources:
+  s:
+    location: s.csv
+    format: csv
+steps:
+  - name: m
+    query: SELECT 1 AS x
+output:
+  location: out
+marts:
+  m: {}
+report:
+  template: r.html
+  text_template: r.txt
+  subject: "s"
+  from: a@example.com
+  to: ["b@example.com, c@example.com"]
+  marts: [m]
+  delivery:
+    transport: smtp
+    smtp:
+      host: mail.example.com
+"#;
+
+    fn compile_with(smtp: &str, marts: &str, env: &[(&str, &str)]) -> Result<crate::config::Pipeline, String> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("pipelines")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("report-templates")).expect("mkdir");
+        std::fs::write(dir.path().join("report-templates/r.html"), "<p>{{ ds }}</p>").expect("write");
+        std::fs::write(dir.path().join("report-templates/r.txt"), "{{ ds }}").expect("write");
+        let yaml = PIPELINE
+            .replace(
+                "      host: mail.example.com\n",
+                &format!("      host: mail.example.com\n{smtp}"),
+            )
+            .replace("  marts: [m]\n", &format!("  marts: [{marts}]\n"));
+        let path = dir.path().join("pipelines/t.yaml");
+        let raw = crate::config::parse(&path, &yaml).map_err(|d| d.to_string())?;
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        crate::config::compile(&path, &yaml, raw, &Default::default(), &lookup).map_err(|d| d.to_string())
+    }
+
+    fn smtp(pipeline: &crate::config::Pipeline) -> SmtpSettings {
+        match &pipeline.report.as_ref().expect("report").transport {
+            Transport::Smtp(settings) => settings.clone(),
+            Transport::Outbox(_) => panic!("outbox"),
+        }
+    }
+
+    #[test]
+    fn smtp_tls_modes_pick_their_ports_and_credentials_come_from_the_environment() {
+        let default = smtp(&compile_with("", "m", &[]).expect("compiles"));
+        assert_eq!(
+            (default.tls, default.port, default.retries),
+            (SmtpTls::StartTls, 587, 3)
+        );
+        assert_eq!(default.retry_backoff, Duration::from_secs(2));
+        assert!(default.username.is_none() && default.password.is_none());
+
+        let implicit = smtp(
+            &compile_with(
+                "      tls: tls\n      username_env: U\n      password_env: P\n",
+                "m",
+                &[("U", "reports"), ("P", "s3cret")],
+            )
+            .expect("compiles"),
+        );
+        assert_eq!((implicit.tls, implicit.port), (SmtpTls::Implicit, 465));
+        assert_eq!(implicit.username.as_ref().map(Secret::expose), Some("reports"));
+        assert_eq!(implicit.password.as_ref().map(Secret::expose), Some("s3cret"));
+
+        let relay = smtp(&compile_with("      tls: none\n      port: \"2525\"\n", "m", &[]).expect("compiles"));
+        assert_eq!((relay.tls, relay.port), (SmtpTls::None, 2525));
+
+        let pipeline = compile_with("", "m", &[]).expect("compiles");
+        let report = pipeline.report.expect("report");
+        let to: Vec<String> = report.to.iter().map(|m| m.email.to_string()).collect();
+        assert_eq!(to, vec!["b@example.com", "c@example.com"]);
+    }
+
+    #[test]
+    fn report_settings_that_cannot_work_are_errors_with_their_key() {
+        let half =
+            compile_with("      username_env: U\n      password_env: P\n", "m", &[("U", "x")]).expect_err("fails");
+        assert!(half.contains("`U` and `P` go together"), "{half}");
+        let unknown = compile_with("", "mm", &[]).expect_err("fails");
+        assert!(
+            unknown.contains("`mm` is not a mart of this pipeline") && unknown.contains("did you mean `m`?"),
+            "{unknown}"
+        );
+        let tls = compile_with("      tls: ssl\n", "m", &[]).expect_err("fails");
+        assert!(
+            tls.contains("report.delivery.smtp.tls") && tls.contains("`ssl` is not a TLS mode"),
+            "{tls}"
+        );
+    }
+}

@@ -62,6 +62,34 @@ fn value_range(values: &[f64]) -> (f64, f64) {
     (min - pad, max + pad)
 }
 
+fn finite_points(values: &[f64]) -> Vec<(f64, f64)> {
+    values
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.is_finite())
+        .map(|(i, v)| (i as f64, *v))
+        .collect()
+}
+
+type Area<'a> = DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>;
+
+/// A white canvas of `width`×`height` display pixels (drawn at [`SCALE`]), painted, as PNG.
+fn draw(width: u32, height: u32, paint: impl FnOnce(&Area<'_>) -> Result<(), String>) -> Result<Png, String> {
+    let (w, h) = (width * SCALE, height * SCALE);
+    let mut buffer = vec![0u8; (w * h * 3) as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut buffer, (w, h)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        paint(&root)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(Png {
+        bytes: encode(&buffer, w, h)?,
+        width,
+        height,
+    })
+}
+
 /// A line chart with axes: `labels[i]` names point `i` on the x axis (a few are shown).
 pub fn line_chart(
     values: &[f64],
@@ -71,14 +99,10 @@ pub fn line_chart(
     colour: RGBColor,
 ) -> Result<Png, String> {
     register_font();
-    let (w, h) = (width * SCALE, height * SCALE);
-    let mut buffer = vec![0u8; (w * h * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buffer, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+    draw(width, height, |root| {
         let (low, high) = value_range(values);
         let last = values.len().saturating_sub(1).max(1) as f64;
-        let mut builder = ChartBuilder::on(&root);
+        let mut builder = ChartBuilder::on(root);
         builder
             .margin(8 * SCALE)
             .margin_right(20 * SCALE)
@@ -111,46 +135,27 @@ pub fn line_chart(
             .label_style((FONT, 11 * SCALE).into_font().color(&AXIS_GREY))
             .draw()
             .map_err(|e| e.to_string())?;
-        let points: Vec<(f64, f64)> = values
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(i, v)| (i as f64, *v))
-            .collect();
+        let points = finite_points(values);
         chart
             .draw_series(LineSeries::new(points.clone(), colour.stroke_width(2 * SCALE)))
             .map_err(|e| e.to_string())?;
         chart
             .draw_series(points.iter().map(|p| Circle::new(*p, 2 * SCALE, colour.filled())))
             .map_err(|e| e.to_string())?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(Png {
-        bytes: encode(&buffer, w, h)?,
-        width,
-        height,
+        Ok(())
     })
 }
 
 /// A sparkline: the line alone, its last point marked, for a table cell.
 pub fn sparkline(values: &[f64], (width, height): (u32, u32), colour: RGBColor) -> Result<Png, String> {
-    let (w, h) = (width * SCALE, height * SCALE);
-    let mut buffer = vec![0u8; (w * h * 3) as usize];
-    {
-        let root = BitMapBackend::with_buffer(&mut buffer, (w, h)).into_drawing_area();
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
+    draw(width, height, |root| {
         let (low, high) = value_range(values);
         let last = values.len().saturating_sub(1).max(1) as f64;
-        let mut chart = ChartBuilder::on(&root)
+        let mut chart = ChartBuilder::on(root)
             .margin(3 * SCALE)
             .build_cartesian_2d(0f64..last, low..high)
             .map_err(|e| e.to_string())?;
-        let points: Vec<(f64, f64)> = values
-            .iter()
-            .enumerate()
-            .filter(|(_, v)| v.is_finite())
-            .map(|(i, v)| (i as f64, *v))
-            .collect();
+        let points = finite_points(values);
         chart
             .draw_series(LineSeries::new(points.clone(), colour.stroke_width(SCALE + 1)))
             .map_err(|e| e.to_string())?;
@@ -159,12 +164,7 @@ pub fn sparkline(values: &[f64], (width, height): (u32, u32), colour: RGBColor) 
                 .draw_series(std::iter::once(Circle::new(*end, 2 * SCALE, colour.filled())))
                 .map_err(|e| e.to_string())?;
         }
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(Png {
-        bytes: encode(&buffer, w, h)?,
-        width,
-        height,
+        Ok(())
     })
 }
 

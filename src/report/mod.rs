@@ -479,7 +479,12 @@ pub fn render(pipeline: &Pipeline, report: &Report, data: &ReportData, run: &Run
     if subject.is_empty() {
         return Err(report_error("the report's subject renders empty"));
     }
-    let inliner = css_inline::CSSInliner::options().load_remote_stylesheets(false).build();
+    // At-rules (the phone layout's @media block) cannot become style attributes: they stay in
+    // a <style> element, which the clients that support media queries read.
+    let inliner = css_inline::CSSInliner::options()
+        .load_remote_stylesheets(false)
+        .keep_at_rules(true)
+        .build();
     let html = inliner
         .inline(&html)
         .map_err(|err| report_error(format!("inlining the report's CSS: {err}")))?;

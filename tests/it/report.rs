@@ -197,9 +197,23 @@ fn smtp_delivery_sends_one_multipart_message_whose_numbers_are_the_marts() {
         let tag = img.split('>').next().unwrap_or_default();
         assert!(tag.contains("alt=\"") && !tag.contains("alt=\"\""), "{tag}");
     }
-    // The CSS was inlined: styles are attributes, and the <style> block is gone.
-    assert!(!html.contains("<style"), "CSS inlined");
-    assert!(html.contains("style=\""), "inline styles");
+    // The CSS was inlined: styles are attributes; the one <style> left holds the phone layout's
+    // @media rules, which cannot be attributes.
+    assert!(
+        html.contains("<td class=\"header\" style=\"background-color: #0f766e;"),
+        "CSS inlined"
+    );
+    let kept: Vec<&str> = html
+        .split("<style")
+        .skip(1)
+        .map(|s| s.split("</style>").next().unwrap_or_default())
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert!(
+        kept[0].trim_start_matches(|c| c != '@').starts_with("@media"),
+        "{kept:?}"
+    );
+    assert!(!kept[0].contains(".outer"), "{kept:?}");
     // The KPI table is attached as CSV.
     let attachment = message
         .attachments()
