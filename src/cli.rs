@@ -22,7 +22,7 @@ Exit codes:
   1   the run failed
   2   configuration or usage error (bad pipeline, bad flag, refused credentials)
   3   data-quality failure: nothing was published
-  75  temporary failure (storage or network unavailable): safe to retry
+  75  temporary failure (storage, network or mail server unavailable): safe to retry
   99  nothing to do: no input for this ds (mark the task skipped)";
 
 /// Customer lifecycle analytics: YAML pipelines of DataFusion SQL that publish Parquet marts.
@@ -54,7 +54,8 @@ pub enum LogFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run a pipeline for a logical date (or a range of dates) and publish its marts.
+    /// Run a pipeline for a logical date (or a range of dates), publish its marts, then render
+    /// and deliver its report (once per ds).
     Run(RunArgs),
     /// Check a pipeline without reading data: YAML, references, templates, and every step's SQL
     /// planned against the declared schemas. Lists all problems; exits 2 if there are any.
