@@ -19,7 +19,6 @@ use lettre::message::header::ContentType;
 use lettre::message::{Attachment, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-use object_store::ObjectStoreExt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Pipeline, Report, SmtpSettings, SmtpTls, Transport};
@@ -108,41 +107,33 @@ pub fn archive_location(root: &Location, ds: &str) -> Location {
 /// The marker of an earlier delivery of this `ds`, if there is one.
 pub async fn read_marker(root: &Location, ds: &str) -> Result<Option<DeliveryRecord>, Error> {
     let folder = runs_folder(root, ds);
-    let path = folder.path.clone().join(MARKER);
-    match folder.store.get(&path).await {
-        Ok(result) => {
-            let bytes = result.bytes().await.map_err(|source| Error::Storage {
-                context: format!("reading {path}"),
-                source,
-            })?;
-            serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|err| delivery_error(format!("{path} is not a delivery marker: {err}"), false))
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(source) => Err(Error::Storage {
-            context: format!("reading {path}"),
-            source,
-        }),
-    }
+    let Some(bytes) = storage::get(&folder, MARKER).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|err| {
+        delivery_error(
+            format!("{}{MARKER} is not a delivery marker: {err}", folder.folder_url()),
+            false,
+        )
+    })
 }
 
 /// Archive the report, then send it unless this `ds` was sent before (and `resend` is off).
+/// `root` is the pipeline's output location.
 pub async fn deliver(
+    root: &Location,
     pipeline: &Pipeline,
     report: &Report,
     rendered: &Rendered,
     run_id: &str,
     resend: bool,
 ) -> Result<DeliveryRecord, Error> {
-    let ctx = crate::session::create(pipeline)?;
-    let root = storage::resolve(&ctx, &pipeline.output_location)?;
     let ds = pipeline.date.ds_string();
-    let archive = archive_location(&root, &ds);
+    let archive = archive_location(root, &ds);
     storage::put(&archive, "report.html", rendered.standalone_html().into_bytes()).await?;
     let archive_url = format!("{}report.html", archive.folder_url());
 
-    if !resend && let Some(mut earlier) = read_marker(&root, &ds).await? {
+    if !resend && let Some(mut earlier) = read_marker(root, &ds).await? {
         tracing::info!(ds = %ds, sent_at = %earlier.sent_at, "report already sent for this ds; --resend sends it again");
         earlier.status = "already_sent".into();
         return Ok(earlier);
@@ -188,7 +179,7 @@ pub async fn deliver(
         attempts,
     };
     let body = serde_json::to_vec_pretty(&record).map_err(|err| delivery_error(err.to_string(), false))?;
-    storage::put(&runs_folder(&root, &ds), MARKER, body).await?;
+    storage::put(&runs_folder(root, &ds), MARKER, body).await?;
     tracing::info!(transport = %record.transport, bytes = record.bytes, recipients = record.recipients.len(), "report sent");
     Ok(record)
 }

@@ -302,20 +302,11 @@ impl MartWriter {
 
 /// Read the manifest of a published partition, if it has one.
 pub async fn read_manifest(partition: &Location) -> Result<Option<Manifest>, Error> {
-    let path = partition.path.clone().join(SUCCESS_MARKER);
-    match partition.store.get(&path).await {
-        Ok(result) => {
-            let bytes = result.bytes().await.map_err(storage_error(format!("reading {path}")))?;
-            let manifest = serde_json::from_slice(&bytes).map_err(|err| Error::Mart {
-                mart: partition.url.to_string(),
-                source: Box::new(err),
-            })?;
-            Ok(Some(manifest))
-        }
-        Err(object_store::Error::NotFound { .. }) => Ok(None),
-        Err(source) => Err(Error::Storage {
-            context: format!("reading {path}"),
-            source,
-        }),
-    }
+    let Some(bytes) = crate::storage::get(partition, SUCCESS_MARKER).await? else {
+        return Ok(None);
+    };
+    serde_json::from_slice(&bytes).map(Some).map_err(|err| Error::Mart {
+        mart: partition.url.to_string(),
+        source: Box::new(err),
+    })
 }

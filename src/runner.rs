@@ -9,7 +9,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
-use object_store::ObjectStoreExt;
 use serde::Serialize;
 
 use crate::config::Pipeline;
@@ -194,14 +193,7 @@ pub async fn last_run_info(pipeline: &Pipeline) -> crate::report::RunInfo {
         let ctx = crate::session::create(pipeline).ok()?;
         let root = storage::resolve(&ctx, &pipeline.output_location).ok()?;
         let folder = root.child("_runs").child(&format!("ds={}", pipeline.date.ds_string()));
-        let bytes = folder
-            .store
-            .get(&folder.path.clone().join("run_results.json"))
-            .await
-            .ok()?
-            .bytes()
-            .await
-            .ok()?;
+        let bytes = storage::get(&folder, "run_results.json").await.ok()??;
         serde_json::from_slice::<serde_json::Value>(&bytes).ok()
     };
     let Some(results) = read.await else {
@@ -276,7 +268,7 @@ async fn execute(
     results.totals.source_bytes = results.sources.iter().map(|s| s.bytes).sum();
 
     let root = storage::resolve(&ctx, &pipeline.output_location)?;
-    let writer = MartWriter::new(root, &pipeline.name, &results.run_id, &results.ds);
+    let writer = MartWriter::new(root.clone(), &pipeline.name, &results.run_id, &results.ds);
     let schedule = transform::schedule(pipeline, &graph, &step_indexes, &mart_indexes);
     let mut staged = Vec::with_capacity(mart_indexes.len());
     let mut checks: Vec<Option<CheckOutcome>> = vec![None; pipeline.checks.len()];
@@ -359,6 +351,7 @@ async fn execute(
         && !options.skip_report
     {
         progress.message("rendering the report");
+        // A session of its own: the report registers marts under names the run's steps hold.
         let data = crate::report::load(pipeline, report).await?;
         let run = crate::report::RunInfo {
             run_id: results.run_id.clone(),
@@ -371,7 +364,7 @@ async fn execute(
         let rendered = crate::report::render(pipeline, report, &data, &run)?;
         progress.message("delivering the report");
         results.report =
-            Some(crate::delivery::deliver(pipeline, report, &rendered, &results.run_id, options.resend).await?);
+            Some(crate::delivery::deliver(&root, pipeline, report, &rendered, &results.run_id, options.resend).await?);
     }
     Ok(())
 }

@@ -203,6 +203,23 @@ pub fn build_s3(settings: &S3Settings, bucket: &str) -> Result<Arc<dyn ObjectSto
     Ok(Arc::new(store))
 }
 
+/// Read object `name` below `location`; `None` when it does not exist.
+pub async fn get(location: &Location, name: &str) -> Result<Option<bytes::Bytes>, Error> {
+    let path = location.path.clone().join(name);
+    let context = || format!("reading {}{name}", location.folder_url());
+    match location.store.get(&path).await {
+        Ok(result) => result.bytes().await.map(Some).map_err(|source| Error::Storage {
+            context: context(),
+            source,
+        }),
+        Err(object_store::Error::NotFound { .. }) => Ok(None),
+        Err(source) => Err(Error::Storage {
+            context: context(),
+            source,
+        }),
+    }
+}
+
 /// Write one object `name` below `location` in a single PUT.
 pub async fn put(location: &Location, name: &str, body: Vec<u8>) -> Result<(), Error> {
     let path = location.path.clone().join(name);

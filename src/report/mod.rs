@@ -30,7 +30,6 @@ use datafusion::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use datafusion::prelude::SessionContext;
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
-use object_store::ObjectStoreExt;
 
 use crate::config::{Pipeline, Report};
 use crate::error::Error;
@@ -117,21 +116,10 @@ async fn read_partition(partition: &Location, mart: &str, ds: &str) -> Result<Ve
     })?;
     let mut batches = Vec::new();
     for file in &manifest.files {
-        let path = partition.path.clone().join(file.name.as_str());
-        let bytes = partition
-            .store
-            .get(&path)
-            .await
-            .map_err(|source| Error::Storage {
-                context: format!("reading {path}"),
-                source,
-            })?
-            .bytes()
-            .await
-            .map_err(|source| Error::Storage {
-                context: format!("reading {path}"),
-                source,
-            })?;
+        let path = format!("{}{}", partition.folder_url(), file.name);
+        let bytes = storage::get(partition, &file.name)
+            .await?
+            .ok_or_else(|| report_error(format!("{path}, listed in _SUCCESS, does not exist")))?;
         let parquet_error = |err: &dyn std::fmt::Display| report_error(format!("reading {path}: {err}"));
         let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
             .and_then(|builder| builder.build())
