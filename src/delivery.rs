@@ -18,6 +18,7 @@ use chrono::{SecondsFormat, Utc};
 use lettre::message::header::ContentType;
 use lettre::message::{Attachment, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
@@ -204,12 +205,26 @@ fn write_outbox(folder: &Path, pipeline: &Pipeline, rendered: &Rendered, eml: &[
 }
 
 fn smtp_transport(settings: &SmtpSettings) -> Result<AsyncSmtpTransport<Tokio1Executor>, Error> {
+    type Transport = AsyncSmtpTransport<Tokio1Executor>;
     let tls_error =
         |err: lettre::transport::smtp::Error| delivery_error(format!("TLS setup for {}: {err}", settings.host), false);
-    let builder = match settings.tls {
-        SmtpTls::StartTls => AsyncSmtpTransport::<Tokio1Executor>::starttls_relay(&settings.host).map_err(tls_error)?,
-        SmtpTls::Implicit => AsyncSmtpTransport::<Tokio1Executor>::relay(&settings.host).map_err(tls_error)?,
-        SmtpTls::None => AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(settings.host.as_str()),
+    let builder = match (settings.tls, &settings.ca_pem) {
+        (SmtpTls::None, _) => Transport::builder_dangerous(settings.host.as_str()),
+        (SmtpTls::StartTls, None) => Transport::starttls_relay(&settings.host).map_err(tls_error)?,
+        (SmtpTls::Implicit, None) => Transport::relay(&settings.host).map_err(tls_error)?,
+        // A private root: the same modes, with the extra certificate trusted.
+        (mode, Some(pem)) => {
+            let parameters = TlsParameters::builder(settings.host.clone())
+                .add_root_certificate(Certificate::from_pem(pem).map_err(tls_error)?)
+                .build_rustls()
+                .map_err(tls_error)?;
+            let tls = if mode == SmtpTls::Implicit {
+                Tls::Wrapper(parameters)
+            } else {
+                Tls::Required(parameters)
+            };
+            Transport::builder_dangerous(settings.host.as_str()).tls(tls)
+        }
     };
     let mut builder = builder.port(settings.port).timeout(Some(settings.timeout));
     if let (Some(user), Some(password)) = (&settings.username, &settings.password) {
@@ -237,6 +252,17 @@ async fn send_smtp(settings: &SmtpSettings, message: &Message, bytes: &[u8]) -> 
                     false,
                 ));
             }
+            // Nor will a certificate this client does not trust.
+            Err(err) if is_tls_failure(&err) => {
+                return Err(delivery_error(
+                    format!(
+                        "TLS with {}:{} failed: {err} (a server with a private certificate authority \
+                         needs report.delivery.smtp.ca_file)",
+                        settings.host, settings.port
+                    ),
+                    false,
+                ));
+            }
             Err(err) if attempt > settings.retries => {
                 return Err(delivery_error(
                     format!(
@@ -253,4 +279,16 @@ async fn send_smtp(settings: &SmtpSettings, message: &Message, bytes: &[u8]) -> 
             }
         }
     }
+}
+
+/// lettre reports a refused certificate as a connection error; its cause says what it is.
+fn is_tls_failure(err: &lettre::transport::smtp::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = Some(err);
+    while let Some(cause) = source {
+        if cause.to_string().contains("invalid peer certificate") {
+            return true;
+        }
+        source = cause.source();
+    }
+    err.is_tls()
 }

@@ -360,6 +360,9 @@ pub struct RawSmtp {
     /// `starttls` (default), `tls` (implicit TLS) or `none` (plain, for a local relay).
     #[serde(default)]
     pub tls: Option<String>,
+    /// A PEM certificate to trust besides the public roots (a private CA, a test server).
+    #[serde(default)]
+    pub ca_file: Option<String>,
     /// Names of the environment variables holding the credentials.
     #[serde(default)]
     pub username_env: Option<String>,

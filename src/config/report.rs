@@ -42,6 +42,8 @@ pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
     pub tls: SmtpTls,
+    /// An extra trusted root certificate, PEM.
+    pub ca_pem: Option<Vec<u8>>,
     pub username: Option<Secret>,
     pub password: Option<Secret>,
     pub timeout: Duration,
@@ -277,6 +279,17 @@ fn compile_smtp(c: &mut Compiler<'_>, raw: RawSmtp) -> Option<SmtpSettings> {
             default_port
         }),
     };
+    let ca_pem = text(c, "ca_file", raw.ca_file.as_deref()).and_then(|file| match std::fs::read(&file) {
+        Ok(pem) => Some(pem),
+        Err(err) => {
+            c.report(
+                &["smtp:", "ca_file:"],
+                "report.delivery.smtp.ca_file",
+                format!("cannot read {file}: {err}"),
+            );
+            None
+        }
+    });
     // No credentials is a valid setup (a local relay), so unset variables are fine; one without
     // the other is a mistake.
     let username = raw
@@ -333,6 +346,7 @@ fn compile_smtp(c: &mut Compiler<'_>, raw: RawSmtp) -> Option<SmtpSettings> {
         host,
         port,
         tls,
+        ca_pem,
         username,
         password,
         timeout,
@@ -437,6 +451,11 @@ report:
         assert!(
             unknown.contains("`mm` is not a mart of this pipeline") && unknown.contains("did you mean `m`?"),
             "{unknown}"
+        );
+        let ca = compile_with("      ca_file: /nonexistent/ca.pem\n", "m", &[]).expect_err("fails");
+        assert!(
+            ca.contains("report.delivery.smtp.ca_file") && ca.contains("cannot read /nonexistent/ca.pem"),
+            "{ca}"
         );
         let tls = compile_with("      tls: ssl\n", "m", &[]).expect_err("fails");
         assert!(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use mail_parser::{MessageParser, MimeHeaders};
 
-use crate::common::smtp::{SmtpServer, closed_port};
+use crate::common::smtp::{SmtpServer, closed_port, tls_files};
 use crate::common::{Project, bundled_run, files_below, first_column, run_expecting, run_results};
 
 fn sample_exports() -> String {
@@ -24,6 +24,7 @@ fn sample_run(project: &Project) -> assert_cmd::Command {
         "LIFEMAP_SMTP_TLS",
         "LIFEMAP_SMTP_USERNAME",
         "LIFEMAP_SMTP_PASSWORD",
+        "LIFEMAP_SMTP_CA_FILE",
         "LIFEMAP_REPORT_TO",
         "LIFEMAP_REPORT_FROM",
         "LIFEMAP_REPORT_MAX_SIZE",
@@ -239,6 +240,69 @@ fn an_smtp_server_that_is_down_gives_exit_75_and_no_marker_then_the_retry_sends(
     run_expecting(smtp_run(&project, server.port), 0);
     assert_eq!(server.received().len(), 1);
     assert!(marker(&project).exists());
+}
+
+/// Delivery over TLS that trusts the test CA, with the server's account in the environment.
+fn tls_run(project: &Project, port: u16, mode: &str, trust_test_ca: bool) -> assert_cmd::Command {
+    let mut command = smtp_run(project, port);
+    command
+        .env("LIFEMAP_SMTP_TLS", mode)
+        .env("LIFEMAP_SMTP_USERNAME", "reports@example.com")
+        .env("LIFEMAP_SMTP_PASSWORD", "s3cret");
+    if trust_test_ca {
+        command.env("LIFEMAP_SMTP_CA_FILE", tls_files().0);
+    }
+    command
+}
+
+#[test]
+fn starttls_delivery_logs_in_with_credentials_from_the_environment() {
+    let server = SmtpServer::start_starttls("reports@example.com", "s3cret");
+    let project = Project::new();
+    run_expecting(tls_run(&project, server.port, "starttls", true), 0);
+    // The server offers AUTH only after STARTTLS: a login means the session was encrypted.
+    assert_eq!(
+        server.logins(),
+        vec![("reports@example.com".to_string(), "s3cret".to_string())]
+    );
+    assert_eq!(server.received().len(), 1);
+    assert!(marker(&project).exists());
+
+    // A certificate the client does not trust fails at once (no retries), sends nothing.
+    let untrusted = Project::new();
+    let outcome = run_expecting(tls_run(&untrusted, server.port, "starttls", false), 1);
+    assert!(
+        outcome.stderr.contains("report.delivery.smtp.ca_file"),
+        "{}",
+        outcome.stderr
+    );
+    assert_eq!(server.received().len(), 1);
+    assert!(!marker(&untrusted).exists());
+
+    // A refused password is a 5xx reply: exit 1, not retried, no marker.
+    let refused = Project::new();
+    let mut command = tls_run(&refused, server.port, "starttls", true);
+    command.env("LIFEMAP_SMTP_PASSWORD", "wrong");
+    let outcome = run_expecting(command, 1);
+    assert!(outcome.stderr.contains("refused the message"), "{}", outcome.stderr);
+    assert_eq!(server.logins().len(), 2, "one attempt with the wrong password");
+    assert!(!marker(&refused).exists());
+}
+
+#[test]
+fn implicit_tls_delivery_sends_through_a_tls_port() {
+    let server = SmtpServer::start_implicit_tls();
+    let project = Project::new();
+    let mut command = tls_run(&project, server.port, "tls", true);
+    // The relay behind the TLS port takes mail without AUTH.
+    command
+        .env_remove("LIFEMAP_SMTP_USERNAME")
+        .env_remove("LIFEMAP_SMTP_PASSWORD");
+    run_expecting(command, 0);
+    let received = server.received();
+    assert_eq!(received.len(), 1);
+    let message = MessageParser::default().parse(&received[0].data).expect("mime");
+    assert_eq!(message.subject(), Some("Customer lifecycle report · 31 October 2026"));
 }
 
 #[test]
