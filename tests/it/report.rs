@@ -127,6 +127,18 @@ fn the_sample_report_lands_in_the_outbox_once_per_ds_and_again_with_resend() {
 }
 
 #[test]
+fn a_partial_run_publishes_its_marts_and_sends_nothing() {
+    let project = Project::new();
+    let mut partial = sample_run(&project);
+    partial.args(["--select", "kpi_summary"]);
+    let outcome = run_expecting(partial, 0);
+    assert_eq!(outcome.summary()["rows"]["kpi_summary"], 7);
+    assert!(outcome.summary()["report"].is_null());
+    assert!(files_below(&project.path("outbox")).is_empty());
+    assert!(!marker(&project).exists() && !project.path("marts/_reports").exists());
+}
+
+#[test]
 fn smtp_delivery_sends_one_multipart_message_whose_numbers_are_the_marts() {
     let server = SmtpServer::start();
     let project = Project::new();
