@@ -1,17 +1,18 @@
--- Every copy of an event_id seen more than once among valid events. The copy kept is the earliest
+-- Every copy of an event_id whose fingerprint was seen more than once among valid events (a
+-- single copy whose id merely shares a fingerprint comes out as copy 1, and stays valid). The copy kept is the earliest
 -- occurred_at, then the smallest raw line; the others are quarantined as `duplicate`.
 -- stg_events keeps no raw line for valid rows (it would double the memory of the run), so the
 -- event files are read a second time: only each line's event_id is read (json_get_str stops at
 -- that key), and the few lines of repeated ids are parsed in full.
 WITH lines AS (
-  SELECT line, json_get_str(line, 'event_id') AS event_id
+  SELECT line, fingerprint(json_get_str(line, 'event_id')) AS event_key
   FROM events
   WHERE dt <= DATE '{{ ds }}'
 ),
 -- repeated_event_ids is a small materialized table with exact statistics, so the join builds its
 -- hash table on it once and streams the lines past it without shuffling them between threads.
 matched AS (
-  SELECT l.line FROM repeated_event_ids r JOIN lines l ON l.event_id = r.event_id
+  SELECT l.line FROM repeated_event_ids r JOIN lines l ON l.event_key = r.event_key
 ),
 fields AS (
   SELECT
@@ -23,6 +24,7 @@ fields AS (
 copies AS (
   SELECT
     f['event_id']                                   AS event_id,
+    fingerprint(f['event_id'])                      AS event_key,
     TRY_CAST(f['occurred_at'] AS TIMESTAMP)         AS occurred_at,
     f['customer_id']                                AS customer_id,
     f['anonymous_id']                               AS anonymous_id,

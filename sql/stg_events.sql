@@ -3,6 +3,7 @@
 -- parses each timestamp again.
 -- A row breaking the contract keeps a reject_reason and its raw line; valid rows drop the line
 -- (it is only needed again for duplicates, see event_duplicates.sql).
+-- event_key (a 64-bit hash of event_id) makes finding duplicates cheap, see repeated_event_ids.sql.
 -- json_fields parses each line once (json_get_str per field would parse it eight times); its
 -- result is NULL when the line is not a JSON object.
 WITH fields AS (
@@ -36,6 +37,6 @@ typed AS (
   FROM parsed
 )
 SELECT
-  event_id, occurred_at, customer_id, anonymous_id, event_type, channel, category, reject_reason,
+  event_id, fingerprint(event_id) AS event_key, occurred_at, customer_id, anonymous_id, event_type, channel, category, reject_reason,
   CASE WHEN reject_reason IS NOT NULL THEN line END AS raw
 FROM typed

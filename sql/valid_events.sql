@@ -5,7 +5,8 @@ WHERE reject_reason IS NULL
   AND occurred_at < TIMESTAMP '{{ as_of }}'
   -- NOT EXISTS rather than NOT IN: the null-aware anti join of NOT IN must build its hash table
   -- on every staged event; this one builds on the few duplicates.
-  AND NOT EXISTS (SELECT 1 FROM event_duplicates d WHERE d.event_id = s.event_id)
+  -- On the fingerprint: every event whose fingerprint is in event_duplicates comes back below.
+  AND NOT EXISTS (SELECT 1 FROM event_duplicates d WHERE d.event_key = s.event_key)
 UNION ALL
 SELECT event_id, occurred_at, customer_id, anonymous_id, event_type, channel, category
 FROM event_duplicates

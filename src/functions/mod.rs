@@ -2,9 +2,11 @@
 //!
 //! - `window_funnel(window, ts, cond1, ...)`: the funnel level a group's events reached;
 //! - `json_fields(line, 'a', 'b.c', ...)`: several text fields of a JSON line, parsed once;
+//! - `fingerprint(text)`: a 64-bit hash of a text value, for cheap grouping and joining;
 //! - `local_time(ts, zone)`: the wall-clock time in a zone of a UTC timestamp;
 //! - `mann_kendall(x, y)` and `sens_slope(x, y)`: trend statistics of a series.
 
+pub mod fingerprint;
 pub mod json_fields;
 pub mod local_time;
 pub mod trend;
@@ -21,6 +23,7 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     datafusion_functions_json::register_all(registry)?;
     registry.register_udf(Arc::new(ScalarUDF::from(json_fields::JsonFields::default())))?;
     registry.register_udf(Arc::new(ScalarUDF::from(local_time::LocalTime::default())))?;
+    registry.register_udf(Arc::new(ScalarUDF::from(fingerprint::Fingerprint::default())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(window_funnel::WindowFunnel::default())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(trend::TrendAggregate::mann_kendall())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(trend::TrendAggregate::sens_slope())))?;
