@@ -793,13 +793,17 @@ pub fn compile(
         let (source_text, origin) = match (&step.sql, &step.query) {
             (Some(file), None) => {
                 let file_path = sql_dir.join(file);
-                match std::fs::read_to_string(&file_path) {
+                let read = file_inside(&sql_dir, file).and_then(|file_path| {
+                    std::fs::read_to_string(&file_path)
+                        .map_err(|err| format!("cannot read SQL file {}: {err}", file_path.display()))
+                });
+                match read {
                     Ok(sql) => (Some(sql), SqlOrigin::File(file_path)),
-                    Err(err) => {
+                    Err(message) => {
                         c.report_with_hint(
                             &["steps:", &needle, "sql:"],
                             format!("{key}.sql"),
-                            format!("cannot read SQL file {}: {err}", file_path.display()),
+                            message,
                             Some(format!("`sql` names a file under the sql_dir ({})", sql_dir.display())),
                         );
                         (None, SqlOrigin::File(file_path))
@@ -1173,6 +1177,24 @@ fn compile_parquet(
 }
 
 /// `pipelines/../sql` → `sql`, so messages show the paths people wrote.
+/// `dir/name`, when `name` is a relative path that stays inside `dir`: a pipeline cannot make
+/// lifemap read (and put into SQL or an email) a file outside its SQL or template folder.
+pub(crate) fn file_inside(dir: &Path, name: &str) -> Result<PathBuf, String> {
+    use std::path::Component;
+    let relative = Path::new(name);
+    if name.is_empty()
+        || relative
+            .components()
+            .any(|part| !matches!(part, Component::Normal(_) | Component::CurDir))
+    {
+        return Err(format!(
+            "`{name}` is not a file inside {}: no absolute paths and no `..`",
+            dir.display()
+        ));
+    }
+    Ok(dir.join(relative))
+}
+
 fn normalize(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();

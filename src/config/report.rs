@@ -90,17 +90,21 @@ pub(super) fn compile_report(
         normalize(&base.join(raw.template_dir.as_deref().unwrap_or("../report-templates")))
     };
     let mut read_template = |c: &mut Compiler<'_>, key: &str, file: &str| -> Option<TemplateFile> {
-        let path = template_dir.join(file);
-        match std::fs::read_to_string(&path) {
-            Ok(source) => {
+        let read = super::file_inside(&template_dir, file).and_then(|path| {
+            std::fs::read_to_string(&path)
+                .map(|source| (path.clone(), source))
+                .map_err(|err| format!("cannot read template {}: {err}", path.display()))
+        });
+        match read {
+            Ok((path, source)) => {
                 hasher.update(source.as_bytes());
                 Some(TemplateFile { path, source })
             }
-            Err(err) => {
+            Err(message) => {
                 c.report_with_hint(
                     &["report:", &format!("{key}:")],
                     format!("report.{key}"),
-                    format!("cannot read template {}: {err}", path.display()),
+                    message,
                     Some(format!(
                         "templates are files under template_dir ({})",
                         template_dir.display()
@@ -402,6 +406,28 @@ report:
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let lookup = move |name: &str| env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
         crate::config::compile(&path, &yaml, raw, &Default::default(), &lookup).map_err(|d| d.to_string())
+    }
+
+    #[test]
+    fn a_template_outside_the_template_folder_is_refused() {
+        for escape in ["../pipelines/t.yaml", "/etc/passwd"] {
+            let dir = tempfile::tempdir().expect("temp dir");
+            std::fs::create_dir_all(dir.path().join("pipelines")).expect("mkdir");
+            std::fs::create_dir_all(dir.path().join("report-templates")).expect("mkdir");
+            std::fs::write(dir.path().join("report-templates/r.txt"), "{{ ds }}").expect("write");
+            let yaml = PIPELINE.replace("template: r.html", &format!("template: {escape}"));
+            let path = dir.path().join("pipelines/t.yaml");
+            std::fs::write(&path, &yaml).expect("write");
+            let raw = crate::config::parse(&path, &yaml).expect("parses");
+            let errors = crate::config::compile(&path, &yaml, raw, &Default::default(), &|_: &str| None)
+                .map(|_| ())
+                .expect_err("escaping template accepted")
+                .to_string();
+            assert!(
+                errors.contains(&format!("report.template: `{escape}` is not a file inside")),
+                "{errors}"
+            );
+        }
     }
 
     fn smtp(pipeline: &crate::config::Pipeline) -> SmtpSettings {

@@ -107,6 +107,27 @@ fn missing_sql_file_names_the_step_and_the_path() {
 }
 
 #[test]
+fn a_sql_file_outside_the_sql_folder_is_refused() {
+    // The file exists: the path is refused for where it points, not because it is missing.
+    let secret = ("secret.txt", "SELECT 'not for the pipeline' AS total");
+    for escape in ["../secret.txt", "/etc/hostname", "sub/../../secret.txt"] {
+        let outcome = validate(
+            &VALID.replace(
+                "query: SELECT SUM(amount) AS total FROM orders",
+                &format!("sql: \"{escape}\""),
+            ),
+            &[secret],
+        );
+        assert_reports(
+            &outcome,
+            &[&format!(
+                "pipelines/p.yaml:11:5: steps.totals.sql: `{escape}` is not a file inside sql: no absolute paths and no `..`"
+            )],
+        );
+    }
+}
+
+#[test]
 fn unknown_table_names_the_step_and_a_suggestion() {
     let outcome = validate(&VALID.replace("FROM orders", "FROM ordrs"), &[]);
     assert_reports(
