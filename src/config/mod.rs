@@ -793,12 +793,8 @@ pub fn compile(
         let (source_text, origin) = match (&step.sql, &step.query) {
             (Some(file), None) => {
                 let file_path = sql_dir.join(file);
-                let read = file_inside(&sql_dir, file).and_then(|file_path| {
-                    std::fs::read_to_string(&file_path)
-                        .map_err(|err| format!("cannot read SQL file {}: {err}", file_path.display()))
-                });
-                match read {
-                    Ok(sql) => (Some(sql), SqlOrigin::File(file_path)),
+                match read_inside(&sql_dir, file, "SQL file") {
+                    Ok((_, sql)) => (Some(sql), SqlOrigin::File(file_path)),
                     Err(message) => {
                         c.report_with_hint(
                             &["steps:", &needle, "sql:"],
@@ -1176,7 +1172,6 @@ fn compile_parquet(
     settings
 }
 
-/// `pipelines/../sql` → `sql`, so messages show the paths people wrote.
 /// `dir/name`, when `name` is a relative path that stays inside `dir`: a pipeline cannot make
 /// lifemap read (and put into SQL or an email) a file outside its SQL or template folder.
 pub(crate) fn file_inside(dir: &Path, name: &str) -> Result<PathBuf, String> {
@@ -1195,6 +1190,16 @@ pub(crate) fn file_inside(dir: &Path, name: &str) -> Result<PathBuf, String> {
     Ok(dir.join(relative))
 }
 
+/// The text of `dir/name` (see `file_inside`), or a message naming `what` and the path.
+pub(crate) fn read_inside(dir: &Path, name: &str, what: &str) -> Result<(PathBuf, String), String> {
+    let path = file_inside(dir, name)?;
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok((path, text)),
+        Err(err) => Err(format!("cannot read {what} {}: {err}", path.display())),
+    }
+}
+
+/// `pipelines/../sql` → `sql`, so messages show the paths people wrote.
 fn normalize(path: &Path) -> PathBuf {
     use std::path::Component;
     let mut out = PathBuf::new();

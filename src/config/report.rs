@@ -90,12 +90,7 @@ pub(super) fn compile_report(
         normalize(&base.join(raw.template_dir.as_deref().unwrap_or("../report-templates")))
     };
     let mut read_template = |c: &mut Compiler<'_>, key: &str, file: &str| -> Option<TemplateFile> {
-        let read = super::file_inside(&template_dir, file).and_then(|path| {
-            std::fs::read_to_string(&path)
-                .map(|source| (path.clone(), source))
-                .map_err(|err| format!("cannot read template {}: {err}", path.display()))
-        });
-        match read {
+        match super::read_inside(&template_dir, file, "template") {
             Ok((path, source)) => {
                 hasher.update(source.as_bytes());
                 Some(TemplateFile { path, source })

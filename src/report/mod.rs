@@ -16,7 +16,7 @@ pub mod format;
 pub mod highlights;
 
 use std::collections::BTreeMap;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine as _;
@@ -309,11 +309,11 @@ fn numbers(value: &Value) -> Result<Vec<f64>, minijinja::Error> {
 /// Templates live in one folder; `{% include %}` and `{% extends %}` may name any file in it.
 fn template_loader(dir: PathBuf) -> impl Fn(&str) -> Result<Option<String>, minijinja::Error> + Send + Sync {
     move |name: &str| {
-        let relative = Path::new(name);
-        if relative.components().any(|c| !matches!(c, Component::Normal(_))) {
+        // The same rule as the pipeline's own template files: nothing outside template_dir.
+        let Ok(path) = crate::config::file_inside(&dir, name) else {
             return Ok(None);
-        }
-        match std::fs::read_to_string(dir.join(relative)) {
+        };
+        match std::fs::read_to_string(path) {
             Ok(source) => Ok(Some(source)),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(err) => Err(minijinja::Error::new(
