@@ -60,6 +60,9 @@ pub enum Command {
     /// Check a pipeline without reading data: YAML, references, templates, and every step's SQL
     /// planned against the declared schemas. Lists all problems; exits 2 if there are any.
     Validate(PipelineArgs),
+    /// Run the pipeline's data-quality checks alone for --ds (and the steps they read): publishes
+    /// nothing, sends nothing. Prints the outcomes as JSON; exits 3 if an error-level check fails.
+    Check(CheckArgs),
     /// Print the resolved step order, each step's rendered SQL and its output schema.
     Plan(PipelineArgs),
     /// Render the pipeline's report from the marts already published for --ds, without
@@ -67,6 +70,16 @@ pub enum Command {
     Report(ReportArgs),
     /// Write a deterministic sample of customer exports (events, orders, customers, feedback).
     SampleData(SampleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    /// Memory for query execution, e.g. 4GiB; larger work spills to disk.
+    #[arg(long, value_parser = parse_size)]
+    pub memory_limit: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -204,6 +217,7 @@ async fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run_command(args, progress_allowed).await,
         Command::Validate(args) => report(validate(&args).await),
+        Command::Check(args) => check_command(&args, progress_allowed).await,
         Command::Plan(args) => report(plan(&args).await),
         Command::Report(args) => report(render_report(&args).await),
         Command::SampleData(args) => report(sample_data(&args)),
@@ -263,6 +277,7 @@ async fn run_command(args: RunArgs, progress_allowed: bool) -> i32 {
         progress: progress_allowed,
         resend: args.resend,
         skip_report: args.no_report,
+        checks_only: false,
     };
     let mut last_code = exit::SUCCESS;
     let mut summaries = Vec::new();
@@ -314,6 +329,52 @@ async fn run_command(args: RunArgs, progress_allowed: bool) -> i32 {
         return code;
     }
     last_code
+}
+
+async fn check_command(args: &CheckArgs, progress_allowed: bool) -> i32 {
+    let pipeline = match config::load(
+        &args.pipeline.pipeline,
+        &overrides(&args.pipeline, args.pipeline.ds, args.memory_limit),
+    ) {
+        Ok(pipeline) => pipeline,
+        Err(diagnostics) => return report(Err(Error::Invalid(diagnostics))),
+    };
+    if pipeline.checks.is_empty() {
+        return report(Err(Error::Usage(format!(
+            "{} declares no checks",
+            pipeline.file.display()
+        ))));
+    }
+    let options = RunOptions {
+        select: Vec::new(),
+        progress: progress_allowed,
+        resend: false,
+        skip_report: true,
+        checks_only: true,
+    };
+    let progress = Progress::new(options.progress);
+    let (results, outcome) = runner::run(&pipeline, &options, &progress).await;
+    let failed = |severity| {
+        results
+            .checks
+            .iter()
+            .filter(|c| c.status == "failed" && c.severity == severity)
+            .count()
+    };
+    println!(
+        "{}",
+        serde_json::json!({
+            "status": results.status,
+            "exit_code": results.exit_code,
+            "pipeline": results.pipeline,
+            "ds": results.ds,
+            "errors": failed(config::raw::Severity::Error),
+            "warnings": failed(config::raw::Severity::Warn),
+            "checks": results.checks,
+            "duration_ms": results.duration_ms,
+        })
+    );
+    report(outcome)
 }
 
 /// Register sources for planning: declared schemas as empty tables, others inferred from files.

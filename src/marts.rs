@@ -300,6 +300,31 @@ impl MartWriter {
     }
 }
 
+/// The latest published partition of `mart` before `ds`: its `ds` and row count.
+///
+/// Only partitions with a `_SUCCESS` manifest count; a folder a failed run left behind does not.
+pub async fn previous_partition(root: &Location, mart: &str, ds: &str) -> Result<Option<(String, u64)>, Error> {
+    let folder = root.child(mart);
+    let listing = folder
+        .store
+        .list_with_delimiter(Some(&folder.path))
+        .await
+        .map_err(storage_error(format!("listing {}", folder.folder_url())))?;
+    let mut earlier: Vec<String> = listing
+        .common_prefixes
+        .iter()
+        .filter_map(|prefix| prefix.filename()?.strip_prefix("ds=").map(str::to_string))
+        .filter(|partition_ds| partition_ds.as_str() < ds)
+        .collect();
+    earlier.sort_unstable();
+    while let Some(partition_ds) = earlier.pop() {
+        if let Some(manifest) = read_manifest(&folder.child(&format!("ds={partition_ds}"))).await? {
+            return Ok(Some((partition_ds, manifest.rows)));
+        }
+    }
+    Ok(None)
+}
+
 /// Read the manifest of a published partition, if it has one.
 pub async fn read_manifest(partition: &Location) -> Result<Option<Manifest>, Error> {
     let Some(bytes) = crate::storage::get(partition, SUCCESS_MARKER).await? else {

@@ -11,6 +11,7 @@ use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
 use crate::config::Check;
+use crate::config::checks::PREVIOUS_ROWS_PLACEHOLDER;
 use crate::config::raw::Severity;
 use crate::error::Error;
 
@@ -18,6 +19,9 @@ use crate::error::Error;
 #[derive(Debug, Clone, Serialize)]
 pub struct CheckOutcome {
     pub name: String,
+    /// `expression`, `not_null`, `unique`, `accepted_values`, `relationships`, `row_count`,
+    /// `freshness` or `quarantine_share`.
+    pub kind: &'static str,
     pub severity: Severity,
     /// `passed`, `failed`, or `skipped` (a table it reads was not computed, e.g. with `--select`).
     pub status: &'static str,
@@ -26,6 +30,9 @@ pub struct CheckOutcome {
     pub examples: Vec<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// For a `row_count` change check: the `ds` of the partition compared with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compared_with_ds: Option<String>,
     pub duration_ms: u64,
 }
 
@@ -54,20 +61,34 @@ impl CheckOutcome {
     pub fn skipped(check: &Check) -> Self {
         CheckOutcome {
             name: check.name.clone(),
+            kind: check.kind,
             severity: check.severity,
             status: "skipped",
             failing_rows: 0,
             examples: Vec::new(),
             description: check.description.clone(),
+            compared_with_ds: None,
             duration_ms: 0,
         }
     }
 }
 
-/// Run one check; its tables must be registered in `ctx`.
-pub async fn run_check(ctx: &SessionContext, check: &Check) -> Result<CheckOutcome, Error> {
+/// Run one check; its tables must be registered in `ctx`. `previous` is the `ds` and row count of
+/// the partition a `row_count` change check compares with, when there is one.
+pub async fn run_check(
+    ctx: &SessionContext,
+    check: &Check,
+    previous: Option<(String, u64)>,
+) -> Result<CheckOutcome, Error> {
     let started = Instant::now();
-    let failures = ctx.sql(&check.sql).await.map_err(|e| check_error(check, e))?;
+    let sql = match &previous {
+        Some((_, rows)) => check.sql.replace(
+            PREVIOUS_ROWS_PLACEHOLDER,
+            &format!("CAST({rows} AS BIGINT) AS previous_rows"),
+        ),
+        None => check.sql.clone(),
+    };
+    let failures = ctx.sql(&sql).await.map_err(|e| check_error(check, e))?;
     let failures = failures.cache().await.map_err(|e| check_error(check, e))?;
     let failing_rows = failures.clone().count().await.map_err(|e| check_error(check, e))? as u64;
     let examples = failures
@@ -81,6 +102,7 @@ pub async fn run_check(ctx: &SessionContext, check: &Check) -> Result<CheckOutco
         status: if failing_rows == 0 { "passed" } else { "failed" },
         failing_rows,
         examples,
+        compared_with_ds: previous.map(|(ds, _)| ds),
         duration_ms: started.elapsed().as_millis() as u64,
         ..CheckOutcome::skipped(check)
     })

@@ -30,6 +30,9 @@ pub struct RunOptions {
     pub resend: bool,
     /// Neither render nor send the report.
     pub skip_report: bool,
+    /// `lifemap check`: run only the steps the checks read and the checks; publish nothing, send
+    /// nothing, and leave `run_results.json` of the last run alone.
+    pub checks_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -167,7 +170,8 @@ pub async fn run(
         }
     }
     // Configuration errors happen before a store is known; there is nowhere to write then.
-    if !matches!(outcome, Err(Error::Invalid(_) | Error::Usage(_) | Error::Config(_)))
+    if !options.checks_only
+        && !matches!(outcome, Err(Error::Invalid(_) | Error::Usage(_) | Error::Config(_)))
         && let Err(err) = write_results(pipeline, &results).await
     {
         tracing::warn!(error = %err, "could not write run_results.json");
@@ -246,7 +250,11 @@ async fn execute(
     results: &mut RunResults,
 ) -> Result<(), Error> {
     let graph = transform::resolve(pipeline)?;
-    let mart_indexes = selected_marts(pipeline, &options.select)?;
+    let mart_indexes = if options.checks_only {
+        Vec::new()
+    } else {
+        selected_marts(pipeline, &options.select)?
+    };
     let mut targets: Vec<usize> = mart_indexes
         .iter()
         .filter_map(|&m| pipeline.steps.iter().position(|s| s.name == pipeline.marts[m].from))
@@ -257,6 +265,16 @@ async fn execute(
             .iter()
             .filter_map(|name| pipeline.steps.iter().position(|s| &s.name == name)),
     );
+    // A full run computes what its checks read even when no mart needs it; a partial run
+    // (--select) skips the checks outside its selection.
+    if options.checks_only || options.select.is_empty() {
+        targets.extend(pipeline.checks.iter().flat_map(|check| {
+            transform::tables_read(&check.sql)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|table| pipeline.steps.iter().position(|s| s.name == table))
+        }));
+    }
     let step_indexes = graph.closure(&targets);
 
     let ctx = crate::session::create(pipeline)?;
@@ -291,7 +309,14 @@ async fn execute(
             for &check_index in &schedule.checks_after[at] {
                 let check = &pipeline.checks[check_index];
                 progress.message(&format!("checking {}", check.name));
-                checks[check_index] = Some(crate::quality::run_check(&ctx, check).await?);
+                let previous = match &check.previous_rows_of {
+                    Some(table) => match pipeline.marts.iter().find(|m| &m.name == table || &m.from == table) {
+                        Some(mart) => crate::marts::previous_partition(&root, &mart.name, &results.ds).await?,
+                        None => None,
+                    },
+                    None => None,
+                };
+                checks[check_index] = Some(crate::quality::run_check(&ctx, check, previous).await?);
             }
             // Dropping a table nothing later reads gives its memory back (views hold their inputs).
             for &done in &schedule.release_after[at] {
@@ -315,6 +340,10 @@ async fn execute(
     if let Some(err) = crate::quality::blocking_failures(&results.checks) {
         writer.discard().await;
         return Err(err);
+    }
+    if options.checks_only {
+        writer.discard().await;
+        return Ok(());
     }
     // Published and reported in the order the pipeline lists its marts.
     staged.sort_by_key(|(mart_index, _)| *mart_index);

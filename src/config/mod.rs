@@ -7,6 +7,7 @@
 //!
 //! The result, [`Pipeline`], is everything a run needs, for one logical date.
 
+pub mod checks;
 pub mod interpolate;
 pub mod raw;
 pub mod report;
@@ -284,14 +285,19 @@ impl Default for ParquetSettings {
     }
 }
 
-/// A data-quality check: SQL whose rows are failures.
+/// A data-quality check: SQL whose rows are failures (declared kinds are compiled to it).
 #[derive(Debug, Clone)]
 pub struct Check {
     pub name: String,
     pub description: Option<String>,
+    /// `expression`, `not_null`, `unique`, ...
+    pub kind: &'static str,
     pub sql: String,
     pub severity: raw::Severity,
     pub examples: usize,
+    /// For `row_count` with `max_change_percent`: the table whose mart's previous partition is
+    /// compared against (its rows replace [`checks::PREVIOUS_ROWS_PLACEHOLDER`] at run time).
+    pub previous_rows_of: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -860,32 +866,17 @@ pub fn compile(
 
     let mut checks = Vec::with_capacity(raw.checks.len());
     let mut check_names = HashSet::new();
+    let as_of = date.as_of_rfc3339();
     for check in raw.checks {
-        let key = format!("checks.{}", check.name);
-        let needle = format!("name: {}", check.name);
         if !check_names.insert(check.name.clone()) {
             c.report(
-                &["checks:", &needle],
-                key.clone(),
+                &["checks:", &format!("name: {}", check.name)],
+                format!("checks.{}", check.name),
                 format!("two checks are named `{}`", check.name),
             );
         }
-        match ctx.render(&key, &check.expression) {
-            Ok(sql) => {
-                hasher.update(check.expression.as_bytes());
-                checks.push(Check {
-                    name: check.name,
-                    description: check.description,
-                    sql,
-                    severity: check.severity,
-                    examples: check.examples.unwrap_or(5),
-                });
-            }
-            Err(message) => c.report(
-                &["checks:", &needle],
-                key,
-                format!("templating the expression: {message}"),
-            ),
+        if let Some(compiled) = checks::compile_check(&mut c, check, &ctx, &table_names, &as_of, &mut hasher) {
+            checks.push(compiled);
         }
     }
 
@@ -943,6 +934,17 @@ pub fn compile(
     }
     if marts.is_empty() {
         c.report(&["marts:"], "marts", "the pipeline publishes no mart");
+    }
+    for check in &checks {
+        if let Some(table) = &check.previous_rows_of
+            && !marts.iter().any(|m| &m.name == table || &m.from == table)
+        {
+            c.report(
+                &["checks:", &format!("name: {}", check.name), "max_change_percent"],
+                format!("checks.{}.row_count.max_change_percent", check.name),
+                format!("`{table}` is published as no mart, so it has no previous partition to compare with"),
+            );
+        }
     }
     let report = raw
         .report
@@ -1298,7 +1300,8 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "s" | "" => number,
         "m" | "min" => number * 60.0,
         "h" => number * 3600.0,
-        _ => return Err(format!("`{text}` is not a duration: use ms, s, m or h")),
+        "d" => number * 86400.0,
+        _ => return Err(format!("`{text}` is not a duration: use ms, s, m, h or d")),
     };
     Ok(Duration::from_secs_f64(seconds))
 }

@@ -244,20 +244,103 @@ pub enum Severity {
     Warn,
 }
 
-/// One data-quality check.
+/// One data-quality check: exactly one kind (`expression`, `not_null`, `unique`, ...).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCheck {
     pub name: String,
     #[serde(default)]
     pub description: Option<String>,
+    /// The source or step checked; every kind but `expression` and `quarantine_share` needs it.
+    #[serde(default)]
+    pub table: Option<String>,
     /// SQL returning the rows that break the rule (templated like steps); none means it passed.
-    pub expression: String,
+    #[serde(default)]
+    pub expression: Option<String>,
+    /// Columns that must never be NULL.
+    #[serde(default)]
+    pub not_null: Option<Vec<String>>,
+    /// Columns whose combined values must be unique.
+    #[serde(default)]
+    pub unique: Option<Vec<String>>,
+    #[serde(default)]
+    pub accepted_values: Option<RawAcceptedValues>,
+    #[serde(default)]
+    pub relationships: Option<RawRelationships>,
+    #[serde(default)]
+    pub row_count: Option<RawRowCount>,
+    #[serde(default)]
+    pub freshness: Option<RawFreshness>,
+    #[serde(default)]
+    pub quarantine_share: Option<RawQuarantineShare>,
     #[serde(default)]
     pub severity: Severity,
     /// How many failing rows to report as examples. Default 5.
     #[serde(default)]
     pub examples: Option<usize>,
+}
+
+/// A number, or a template giving one (`"{{ max_share }}"`), so a var can set a threshold.
+#[derive(Debug, Deserialize, Clone)]
+#[serde(untagged)]
+pub enum RawNumber {
+    Number(f64),
+    Template(String),
+}
+
+/// A column whose non-null values must be among `values`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAcceptedValues {
+    pub column: String,
+    pub values: Vec<serde_yaml::Value>,
+}
+
+/// Every non-null `column` value must exist as `field` of the table `to`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRelationships {
+    pub column: String,
+    pub to: String,
+    pub field: String,
+}
+
+/// Bounds on the number of rows, absolute or against the previous published partition.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRowCount {
+    #[serde(default)]
+    pub min: Option<RawNumber>,
+    #[serde(default)]
+    pub max: Option<RawNumber>,
+    /// Largest change, in percent, against the rows of the mart's latest earlier `ds`.
+    #[serde(default)]
+    pub max_change_percent: Option<RawNumber>,
+}
+
+/// The latest `column` timestamp must be within `max_age` of `as_of`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFreshness {
+    pub column: String,
+    /// A duration such as `36h` or `2d`.
+    pub max_age: String,
+}
+
+/// The share of a source's rows that were quarantined must stay at or below `max`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuarantineShare {
+    /// The value of the quarantine table's `source` column.
+    pub source: String,
+    /// A fraction: 0.01 is 1 %.
+    pub max: RawNumber,
+    /// The table of quarantined rows (with a `source` column). Default `quarantine`.
+    #[serde(default)]
+    pub quarantine: Option<String>,
+    /// The table holding one row per row read from the source. Default `stg_<source>`.
+    #[serde(default)]
+    pub rows_from: Option<String>,
 }
 
 /// `k: 4` or `k: auto`.

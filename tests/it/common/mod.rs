@@ -129,7 +129,10 @@ pub fn bundled_run(project: &Project, exports: &str, marts: &str) -> Command {
             &format!("exports_uri={exports}"),
             "--var",
             &format!("marts_uri={marts}"),
-        ]);
+        ])
+        // The fixtures are a few rows with every kind of fault, and their last event is days
+        // before as_of: thresholds for them, not for a real export.
+        .args(["--var", "max_quarantine_share=0.5", "--var", "max_event_age=7d"]);
     command
 }
 
