@@ -88,7 +88,10 @@ pub async fn run_check(
         ),
         None => check.sql.clone(),
     };
-    let failures = ctx.sql(&sql).await.map_err(|e| check_error(check, e))?;
+    let failures = ctx
+        .sql_with_options(&sql, crate::transform::sql_options())
+        .await
+        .map_err(|e| check_error(check, e))?;
     let failures = failures.cache().await.map_err(|e| check_error(check, e))?;
     let failing_rows = failures.clone().count().await.map_err(|e| check_error(check, e))? as u64;
     let examples = failures

@@ -38,7 +38,26 @@ impl TemplateContext {
 
     /// Render `source`; `name` appears in error messages (a file name or a setting's key).
     pub fn render(&self, name: &str, source: &str) -> Result<String, String> {
+        self.render_with(name, source, false)
+    }
+
+    /// Render SQL: every text value is written with its `'` doubled, so a value (a `--var` above
+    /// all) placed between quotes — `'{{ segment }}'` — stays one string literal whatever it holds.
+    /// `sql_string` and `sql_list` quote for themselves.
+    pub fn render_sql(&self, name: &str, source: &str) -> Result<String, String> {
+        self.render_with(name, source, true)
+    }
+
+    fn render_with(&self, name: &str, source: &str, sql: bool) -> Result<String, String> {
         let mut env = Environment::new();
+        if sql {
+            env.set_formatter(|out, state, value| match value.as_str() {
+                Some(text) if !value.is_safe() => out
+                    .write_str(&text.replace('\'', "''"))
+                    .map_err(|err| minijinja::Error::new(ErrorKind::WriteFailure, err.to_string())),
+                _ => minijinja::escape_formatter(out, state, value),
+            });
+        }
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         let vars = Arc::clone(&self.vars);
         env.add_function("var", move |key: &str| -> Result<Value, minijinja::Error> {
@@ -58,15 +77,21 @@ impl TemplateContext {
 }
 
 /// `{{ var('segment') | sql_string }}` quotes a value as an SQL string literal.
-fn sql_string(value: &Value) -> String {
+fn sql_string(value: &Value) -> Value {
+    Value::from_safe_string(quoted(value))
+}
+
+fn quoted(value: &Value) -> String {
     let text = value.as_str().map(str::to_owned).unwrap_or_else(|| value.to_string());
     format!("'{}'", text.replace('\'', "''"))
 }
 
 /// `IN ({{ var('stages') | sql_list }})`: a list as comma-separated SQL string literals.
-fn sql_list(value: &Value) -> Result<String, minijinja::Error> {
+fn sql_list(value: &Value) -> Result<Value, minijinja::Error> {
     let items = value.try_iter()?;
-    Ok(items.map(|item| sql_string(&item)).collect::<Vec<_>>().join(", "))
+    Ok(Value::from_safe_string(
+        items.map(|item| quoted(&item)).collect::<Vec<_>>().join(", "),
+    ))
 }
 
 /// minijinja's message with the template line it points at.
@@ -79,4 +104,34 @@ fn describe(err: &minijinja::Error) -> String {
         message = format!("line {line}: {message}");
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(value: &str) -> TemplateContext {
+        let date = RunDate::new(
+            chrono::NaiveDate::from_ymd_opt(2026, 10, 31).expect("date"),
+            chrono_tz::Tz::UTC,
+        );
+        let vars = BTreeMap::from([
+            ("v".to_string(), Value::from(value)),
+            ("list".to_string(), Value::from(vec![value.to_string(), "b".into()])),
+        ]);
+        TemplateContext::new(&date, &vars)
+    }
+
+    #[test]
+    fn sql_rendering_keeps_a_quoted_value_one_literal() {
+        let ctx = context("it's'; DROP TABLE t; --");
+        let sql = "SELECT '{{ v }}', {{ v | sql_string }}, {{ var('list') | sql_list }}, DATE '{{ ds }}'";
+        assert_eq!(
+            ctx.render_sql("q", sql).expect("render"),
+            "SELECT 'it''s''; DROP TABLE t; --', 'it''s''; DROP TABLE t; --', \
+             'it''s''; DROP TABLE t; --', 'b', DATE '2026-10-31'"
+        );
+        // Settings that are not SQL (locations, subjects) keep the text as it is.
+        assert_eq!(ctx.render("loc", "{{ v }}").expect("render"), "it's'; DROP TABLE t; --");
+    }
 }

@@ -272,7 +272,7 @@ fn find_cycle(upstream: &[BTreeSet<usize>], stuck: &[usize]) -> Vec<usize> {
     }
 }
 
-fn sql_options() -> SQLOptions {
+pub(crate) fn sql_options() -> SQLOptions {
     SQLOptions::new()
         .with_allow_ddl(false)
         .with_allow_dml(false)

@@ -287,7 +287,7 @@ pub(super) fn compile_check(
                 Err("an `expression` check names its tables in its SQL; remove `table`".to_string())
             } else {
                 hasher.update(expression.as_bytes());
-                ctx.render(&key, expression)
+                ctx.render_sql(&key, expression)
                     .map(|sql| (sql, Vec::new()))
                     .map_err(|message| format!("templating the expression: {message}"))
             }

@@ -603,7 +603,12 @@ pub fn compile(
         if !resolved.from_env {
             printable_vars.insert(name.clone(), resolved.value.clone());
         }
-        vars.insert(name.clone(), typed_var(value, &resolved.value));
+        match typed_var(value, &resolved.value) {
+            Ok(typed) => {
+                vars.insert(name.clone(), typed);
+            }
+            Err(message) => c.report(&["vars:", &format!("{name}:")], key, message),
+        }
     }
     for (name, value) in &overrides.vars {
         if !vars.contains_key(name) && !raw.vars.contains_key(name) {
@@ -619,9 +624,21 @@ pub fn compile(
             });
             continue;
         }
-        printable_vars.insert(name.clone(), value.clone());
         let declared = raw.vars.get(name).unwrap_or(&serde_yaml::Value::Null);
-        vars.insert(name.clone(), typed_var(declared, value));
+        match typed_var(declared, value) {
+            Ok(typed) => {
+                printable_vars.insert(name.clone(), value.clone());
+                vars.insert(name.clone(), typed);
+            }
+            Err(message) => c.problems.push(Diagnostic {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                key: Some(format!("--var {name}")),
+                message,
+                hint: None,
+            }),
+        }
     }
     let ctx = TemplateContext::new(&date, &vars);
 
@@ -824,7 +841,7 @@ pub fn compile(
         };
         let sql = source_text.and_then(|source_text| {
             hasher.update(source_text.as_bytes());
-            match ctx.render(&origin.to_string(), &source_text) {
+            match ctx.render_sql(&origin.to_string(), &source_text) {
                 Ok(sql) => Some(sql),
                 Err(message) => {
                     c.report(
@@ -1340,20 +1357,32 @@ fn yaml_scalar_text(value: &serde_yaml::Value) -> Option<String> {
 
 /// Keep a var the type its default was declared with, so templates can compare numbers.
 /// A list var given on the command line is comma-separated.
-fn typed_var(declared: &serde_yaml::Value, resolved: &str) -> minijinja::Value {
+/// A var's value with the type of its default: a number default takes only numbers and a boolean
+/// only `true`/`false`, so an override never lands in SQL as text where a number was written.
+fn typed_var(declared: &serde_yaml::Value, resolved: &str) -> Result<minijinja::Value, String> {
     match declared {
-        serde_yaml::Value::Sequence(_) => minijinja::Value::from(
+        serde_yaml::Value::Sequence(_) => Ok(minijinja::Value::from(
             resolved
                 .split(',')
                 .map(|item| item.trim().to_string())
                 .collect::<Vec<_>>(),
-        ),
-        serde_yaml::Value::Number(_) => match (resolved.parse::<i64>(), resolved.parse::<f64>()) {
-            (Ok(int), _) => int.into(),
-            (_, Ok(float)) => float.into(),
-            _ => resolved.into(),
-        },
-        serde_yaml::Value::Bool(_) => resolved.parse::<bool>().map_or_else(|_| resolved.into(), Into::into),
-        _ => resolved.into(),
+        )),
+        serde_yaml::Value::Number(_) => {
+            let text = resolved.trim();
+            match (text.parse::<i64>(), text.parse::<f64>()) {
+                (Ok(int), _) => Ok(int.into()),
+                (_, Ok(float)) if float.is_finite() => Ok(float.into()),
+                _ => Err(format!(
+                    "expects a number (its default is {}); got `{resolved}`",
+                    yaml_scalar_text(declared).unwrap_or_default()
+                )),
+            }
+        }
+        serde_yaml::Value::Bool(_) => resolved
+            .trim()
+            .parse::<bool>()
+            .map(Into::into)
+            .map_err(|_| format!("expects true or false; got `{resolved}`")),
+        _ => Ok(resolved.into()),
     }
 }

@@ -144,7 +144,7 @@ pub(super) fn compile_report(
             );
         }
         hasher.update(sql.as_bytes());
-        match ctx.render(&key, sql) {
+        match ctx.render_sql(&key, sql) {
             Ok(rendered) => queries.push((name.clone(), rendered)),
             Err(message) => c.report(&["report:", "queries:", &format!("{name}:")], key, message),
         }

@@ -452,3 +452,64 @@ fn an_error_level_check_failure_publishes_nothing_and_exits_3() {
     assert!(!project.path("out/totals").exists(), "nothing published");
     assert!(files_below(&project.path("out/_staging")).is_empty());
 }
+
+/// A var is data: text lands in SQL as one string literal whatever it holds, and a number var
+/// takes only numbers.
+const VARS_PIPELINE: &str = r#"
+name: vars_as_data
+vars:
+  label: plain
+  min_amount: 0
+sources:
+  sales:
+    location: exports/
+    format: csv
+    schema: { region: string, amount: float }
+steps:
+  - name: labelled
+    query: |
+      SELECT '{{ label }}' AS label, {{ var('label') | sql_string }} AS quoted, COUNT(*) AS sales
+      FROM sales WHERE amount > {{ min_amount }}
+output:
+  location: out
+marts:
+  labelled: {}
+"#;
+
+#[test]
+fn a_var_is_bound_as_data_not_as_sql() {
+    let project = Project::new();
+    project.write("pipelines/vars.yaml", VARS_PIPELINE);
+    project.write("exports/sales.csv", "region,amount\nnorth,10\nsouth,0\n");
+    let hostile = "x'; DROP TABLE sales; --";
+    let mut command = project.lifemap();
+    command.args(["run", "pipelines/vars.yaml", "--ds", "2026-10-31", "--var"]);
+    command.arg(format!("label={hostile}"));
+    run_expecting(command, 0);
+    let folder = project.path("out/labelled/ds=2026-10-31/");
+    let rows = crate::common::first_column(
+        &folder,
+        "SELECT label || '|' || quoted || '|' || CAST(sales AS VARCHAR) FROM t",
+    );
+    assert_eq!(rows, [format!("{hostile}|{hostile}|1")]);
+
+    // Where the SQL has a number, a --var must be one: refused before anything runs.
+    let mut command = project.lifemap();
+    command.args([
+        "run",
+        "pipelines/vars.yaml",
+        "--ds",
+        "2026-10-30",
+        "--var",
+        "min_amount=0 OR 1=1",
+    ]);
+    let outcome = run_expecting(command, 2);
+    assert!(
+        outcome
+            .stderr
+            .contains("--var min_amount: expects a number (its default is 0); got `0 OR 1=1`"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!project.path("out/labelled/ds=2026-10-30").exists());
+}
