@@ -19,13 +19,15 @@ use datafusion::datasource::file_format::file_compression_type::FileCompressionT
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
+use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, ident, lit, when};
 use futures::TryStreamExt;
 use object_store::ObjectMeta;
 
-use crate::config::raw::RawCompression;
+use crate::config::raw::{PiiAction, RawCompression};
 use crate::config::{Format, Pipeline, Source};
 use crate::error::Error;
+use crate::functions::pseudonymize::PiiHash;
 use crate::storage;
 
 /// What was found for one source.
@@ -71,9 +73,63 @@ pub fn register_declared(ctx: &SessionContext, source: &Source) -> Result<bool, 
         return Ok(false);
     };
     let table = MemTable::try_new(schema, vec![vec![]]).map_err(|e| query_error(source, e))?;
-    ctx.register_table(source.name.as_str(), Arc::new(table))
+    let frame = ctx.read_table(Arc::new(table)).map_err(|e| query_error(source, e))?;
+    // No rows: the key only matters for the types, so planning needs none.
+    let frame = protect(frame, source, &PiiHash::new(b"")).map_err(|e| query_error(source, e))?;
+    ctx.register_table(source.name.as_str(), frame.into_view())
         .map_err(|e| query_error(source, e))?;
     Ok(true)
+}
+
+/// The environment variable holding the key personal columns are hashed with.
+pub const PII_KEY_ENV: &str = "LIFEMAP_PII_KEY";
+
+/// The hasher for `source`'s `pii: hash` columns; an error when it has some and no key is set.
+fn pii_hasher(source: &Source) -> Result<PiiHash, Error> {
+    if !source.needs_pii_key() {
+        return Ok(PiiHash::new(b""));
+    }
+    match std::env::var(PII_KEY_ENV) {
+        Ok(key) if !key.is_empty() => Ok(PiiHash::new(key.as_bytes())),
+        _ => Err(Error::Config(format!(
+            "source `{}` declares personal columns to hash (pii: {}); set {PII_KEY_ENV} to the \
+             pseudonymisation key (a run never reads them in clear)",
+            source.name,
+            source
+                .pii
+                .iter()
+                .map(|(column, _)| column.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
+}
+
+/// The source as steps see it: `pii: hash` columns replaced by their HMAC, `pii: drop` columns gone.
+fn protect(frame: DataFrame, source: &Source, hasher: &PiiHash) -> datafusion::error::Result<DataFrame> {
+    if source.pii.is_empty() {
+        return Ok(frame);
+    }
+    let hash = ScalarUDF::new_from_impl(hasher.clone());
+    let columns: Vec<Expr> = frame
+        .schema()
+        .fields()
+        .iter()
+        .filter_map(|field| {
+            let name = field.name();
+            match source
+                .pii
+                .iter()
+                .find(|(column, _)| column == name)
+                .map(|(_, action)| *action)
+            {
+                Some(PiiAction::Drop) => None,
+                Some(PiiAction::Hash) => Some(hash.call(vec![ident(name)]).alias(name)),
+                None => Some(ident(name)),
+            }
+        })
+        .collect();
+    frame.select(columns)
 }
 
 /// The declared file columns plus the partition columns.
@@ -216,6 +272,8 @@ fn null_markers_to_nulls(
 
 /// Register one source; errors name the source and its location.
 pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSummary, Error> {
+    // Before listing anything: a run that would read personal data in clear does not start.
+    let hasher = pii_hasher(source)?;
     let files = list_files(ctx, source, &source.location).await?;
     let summary = SourceSummary {
         name: source.name.clone(),
@@ -333,6 +391,7 @@ pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSum
         }
         _ => combined,
     };
+    let combined = protect(combined, source, &hasher).map_err(|e| query_error(source, e))?;
     let provider: Arc<dyn TableProvider> = combined.into_view();
     ctx.register_table(source.name.as_str(), provider)
         .map_err(|e| query_error(source, e))?;

@@ -237,6 +237,15 @@ pub struct Source {
     pub csv: CsvSettings,
     pub ds_partition: Option<String>,
     pub allow_empty: bool,
+    /// Personal-data columns and what ingestion does with them.
+    pub pii: Vec<(String, raw::PiiAction)>,
+}
+
+impl Source {
+    /// Whether reading this source needs the pseudonymisation key.
+    pub fn needs_pii_key(&self) -> bool {
+        self.pii.iter().any(|(_, action)| *action == raw::PiiAction::Hash)
+    }
 }
 
 /// Where a step's SQL came from, for error messages.
@@ -747,6 +756,25 @@ pub fn compile(
             })
             .collect();
         let csv = compile_csv(&mut c, &key, &needle, source.format, source.csv);
+        if source.format == RawFormat::Lines && !source.pii.is_empty() {
+            c.report(
+                &["sources:", &needle, "pii:"],
+                format!("{key}.pii"),
+                "a `lines` source has one column, `line`: parse it in a step and hash there, or \
+                 declare the personal fields of a csv, ndjson or parquet source",
+            );
+        }
+        if let Some(columns) = &schema {
+            for column in source.pii.keys() {
+                if !columns.iter().any(|(name, _)| name == column) {
+                    c.report(
+                        &["sources:", &needle, "pii:", &format!("{column}:")],
+                        format!("{key}.pii.{column}"),
+                        format!("`{column}` is not a column of the declared schema"),
+                    );
+                }
+            }
+        }
         sources.push(Source {
             name,
             location: location.unwrap_or_default(),
@@ -766,6 +794,7 @@ pub fn compile(
             csv,
             ds_partition,
             allow_empty: source.allow_empty,
+            pii: source.pii.into_iter().collect(),
         });
     }
 

@@ -153,6 +153,20 @@ pub struct RawSource {
     /// Accept a location with no files (an empty table). Default false: no files is an error.
     #[serde(default)]
     pub allow_empty: bool,
+    /// Personal data: column → `hash` (HMAC-SHA-256 with the key in `LIFEMAP_PII_KEY`) or
+    /// `drop`, applied as the source is read, before any step sees it.
+    #[serde(default)]
+    pub pii: IndexMap<String, PiiAction>,
+}
+
+/// What ingestion does with a personal-data column.
+#[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PiiAction {
+    /// Replaced by the hex HMAC-SHA-256 of its value: joins and counts still work, the value is gone.
+    Hash,
+    /// Removed.
+    Drop,
 }
 
 #[derive(Debug, Default, Deserialize)]

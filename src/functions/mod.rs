@@ -9,6 +9,7 @@
 pub mod fingerprint;
 pub mod json_fields;
 pub mod local_time;
+pub mod pseudonymize;
 pub mod trend;
 pub mod window_funnel;
 

@@ -82,7 +82,7 @@ c6,c6@example.com,2026-10-12T15:00:00Z,US,direct
 c8,c8@example.com,someday,US,direct
 ";
 
-fn shop() -> Project {
+pub(crate) fn shop() -> Project {
     let project = Project::new();
     project.write("exports/events/dt=2026-10-31/part-0.ndjson", EVENTS.join("\n") + "\n");
     project.write_gz("exports/orders/orders.csv.gz", ORDERS);

@@ -4,6 +4,7 @@ mod common;
 mod engine;
 mod lifecycle;
 mod personas;
+mod privacy;
 mod quality;
 mod report;
 mod s3;

@@ -1,0 +1,142 @@
+//! Personal data: columns a source marks `pii` are hashed (HMAC-SHA-256 under LIFEMAP_PII_KEY)
+//! or dropped as the source is read, so no mart, result file, report or log holds them in clear.
+
+use std::path::Path;
+
+use datafusion::arrow::util::pretty::pretty_format_batches;
+use datafusion::prelude::{ParquetReadOptions, SessionContext};
+
+use crate::common::{Project, block_on, bundled_run, files_below, run_expecting};
+
+const PIPELINE: &str = r#"
+name: private
+sources:
+  customers:
+    location: exports/
+    format: csv
+    schema: { customer_id: string, email: string, phone: string }
+    pii:
+      email: hash
+      phone: drop
+steps:
+  - name: contacts
+    query: SELECT * FROM customers ORDER BY customer_id
+output:
+  location: out
+marts:
+  contacts: {}
+"#;
+
+/// Every file below `dir` as text: Parquet files as their rows, others as they are.
+fn texts_below(dir: &Path) -> Vec<(String, String)> {
+    files_below(dir)
+        .into_iter()
+        .map(|relative| {
+            let path = dir.join(&relative);
+            let text = if relative.ends_with(".parquet") {
+                block_on(async {
+                    let ctx = SessionContext::new();
+                    let frame = ctx
+                        .read_parquet(path.to_str().expect("utf-8"), ParquetReadOptions::default())
+                        .await
+                        .expect("read parquet");
+                    let batches = frame.collect().await.expect("collect");
+                    pretty_format_batches(&batches).expect("format").to_string()
+                })
+            } else {
+                String::from_utf8_lossy(&std::fs::read(&path).expect("read")).into_owned()
+            };
+            (relative, text)
+        })
+        .collect()
+}
+
+#[test]
+fn personal_columns_are_hashed_or_dropped_as_the_source_is_read() {
+    let project = Project::new();
+    project.write("pipelines/private.yaml", PIPELINE);
+    project.write(
+        "exports/customers.csv",
+        "customer_id,email,phone\nc1,ada@example.com,+44 20 7946 0018\nc2,,+1 555 0100\n",
+    );
+
+    // Without the key the run does not start: nothing is read, nothing is written.
+    let mut command = project.lifemap();
+    command.args(["run", "pipelines/private.yaml", "--ds", "2026-10-31"]);
+    command.env_remove("LIFEMAP_PII_KEY");
+    let outcome = run_expecting(command, 2);
+    assert!(
+        outcome
+            .stderr
+            .contains("source `customers` declares personal columns to hash (pii: email, phone); set LIFEMAP_PII_KEY"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!project.path("out/contacts").exists());
+
+    let mut command = project.lifemap();
+    command.args(["run", "pipelines/private.yaml", "--ds", "2026-10-31"]);
+    command.env("LIFEMAP_PII_KEY", "test-key");
+    let outcome = run_expecting(command, 0);
+    let marts = texts_below(&project.path("out"));
+    let contacts = &marts
+        .iter()
+        .find(|(name, _)| name.starts_with("contacts/") && name.ends_with(".parquet"))
+        .expect("contacts mart")
+        .1;
+    // HMAC-SHA-256("test-key", "ada@example.com"), worked out with Python's hmac module.
+    assert_eq!(
+        contacts.to_string(),
+        "+-------------+------------------------------------------------------------------+\n\
+         | customer_id | email                                                            |\n\
+         +-------------+------------------------------------------------------------------+\n\
+         | c1          | 0bd4d556f72ae6adff66c209a9bace1c625f24fedcd8c3612b7dbf3e8d2d9a53 |\n\
+         | c2          |                                                                  |\n\
+         +-------------+------------------------------------------------------------------+"
+    );
+    for (name, text) in marts.iter().chain(
+        [
+            ("stdout".to_string(), outcome.stdout),
+            ("stderr".to_string(), outcome.stderr),
+        ]
+        .iter(),
+    ) {
+        for secret in ["ada@example.com", "7946 0018", "555 0100", "test-key"] {
+            assert!(!text.contains(secret), "{name} holds {secret}:\n{text}");
+        }
+    }
+}
+
+#[test]
+fn no_output_of_the_bundled_run_holds_a_customer_email() {
+    // The fixture's customers have emails, and one (no id) is quarantined with its raw record.
+    let project = crate::lifecycle::shop();
+    let mut command = bundled_run(&project, "exports", "marts");
+    command.args(["--log-format", "json", "-v"]);
+    command.env("LIFEMAP_OUTBOX", project.path("outbox"));
+    let outcome = run_expecting(command, 0);
+    let quarantined = texts_below(&project.path("marts/quarantine"));
+    assert!(
+        quarantined
+            .iter()
+            .any(|(_, text)| text.contains("| customers | 2026-10-12T15:00:00Z,US,direct")),
+        "the customer without an id is quarantined: {quarantined:?}"
+    );
+    let mut outputs = texts_below(&project.path("marts"));
+    outputs.extend(texts_below(&project.path("outbox")));
+    assert!(
+        outputs.iter().any(|(name, _)| name.ends_with(".html")),
+        "a report was written"
+    );
+    outputs.push(("stdout".into(), outcome.stdout));
+    outputs.push(("stderr".into(), outcome.stderr));
+    let emails: Vec<String> = (1..=6)
+        .map(|i| format!("c{i}@example.com"))
+        .chain(["nobody@example.com".to_string()])
+        .collect();
+    for (name, text) in &outputs {
+        for email in &emails {
+            assert!(!text.contains(email.as_str()), "{name} holds {email}");
+        }
+    }
+}
