@@ -22,7 +22,8 @@ Exit codes:
   1   the run failed
   2   configuration or usage error (bad pipeline, bad flag, refused credentials)
   3   data-quality failure: nothing was published
-  75  temporary failure (storage, network or mail server unavailable): safe to retry
+  75  temporary failure (storage, network or mail server unavailable, or another run of
+      this ds in progress): safe to retry
   99  nothing to do: no input for this ds (mark the task skipped)";
 
 /// Customer lifecycle analytics: YAML pipelines of DataFusion SQL that publish Parquet marts.

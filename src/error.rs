@@ -97,6 +97,10 @@ pub enum Error {
     #[error("report: {0}")]
     Report(String),
 
+    /// Another run of the same pipeline and ds holds the run lock.
+    #[error("{0}")]
+    Busy(String),
+
     /// The report could not be delivered; `temporary` when a later retry may succeed.
     #[error("delivery: {message}")]
     Delivery { message: String, temporary: bool },
@@ -119,6 +123,7 @@ impl Error {
             Error::Invalid(_) | Error::Usage(_) | Error::Config(_) => exit::CONFIG,
             Error::NothingToDo(_) => exit::NOTHING_TO_DO,
             Error::Quality(_) => exit::DATA_QUALITY,
+            Error::Busy(_) => exit::TEMPORARY,
             Error::Source { .. } | Error::Report(_) => exit::RUN_FAILED,
             Error::Delivery { temporary: true, .. } => exit::TEMPORARY,
             Error::Delivery { temporary: false, .. } => exit::RUN_FAILED,
@@ -134,6 +139,9 @@ impl Error {
     pub fn hint(&self) -> Option<&'static str> {
         match (self, classify(self)) {
             (Error::Invalid(_), _) => Some("run `lifemap validate PIPELINE` to list every problem"),
+            (Error::Busy(_), _) => Some(
+                "two runs of one ds must not publish at once: retry when the other has finished (a lock left by a killed run is taken over once stale)",
+            ),
             (Error::Delivery { temporary: true, .. }, _) => Some(
                 "the mail server looks unavailable; the marts are published and a rerun of this ds sends the report",
             ),

@@ -18,6 +18,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod functions;
+pub mod lock;
 pub mod marts;
 pub mod personas;
 pub mod progress;

@@ -147,7 +147,16 @@ pub async fn run(
         report: None,
         error: None,
     };
-    let outcome = execute(pipeline, options, progress, &mut results).await;
+    // `check` publishes nothing, so it needs no lock.
+    let lock = if options.checks_only {
+        Ok(None)
+    } else {
+        acquire_lock(pipeline, &results).await.map(Some)
+    };
+    let (lock, outcome) = match lock {
+        Ok(lock) => (lock, execute(pipeline, options, progress, &mut results).await),
+        Err(err) => (None, Err(err)),
+    };
     progress.finish();
     results.finished_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     results.duration_ms = clock.elapsed().as_millis() as u64;
@@ -169,14 +178,29 @@ pub async fn run(
             });
         }
     }
-    // Configuration errors happen before a store is known; there is nowhere to write then.
+    // Configuration errors happen before a store is known; there is nowhere to write then. A run
+    // refused by the lock leaves the results of the run holding it alone.
     if !options.checks_only
-        && !matches!(outcome, Err(Error::Invalid(_) | Error::Usage(_) | Error::Config(_)))
+        && !matches!(
+            outcome,
+            Err(Error::Invalid(_) | Error::Usage(_) | Error::Config(_) | Error::Busy(_))
+        )
         && let Err(err) = write_results(pipeline, &results).await
     {
         tracing::warn!(error = %err, "could not write run_results.json");
     }
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
     (results, outcome)
+}
+
+/// The lock of this pipeline's `ds` (see [`crate::lock`]).
+async fn acquire_lock(pipeline: &Pipeline, results: &RunResults) -> Result<crate::lock::RunLock, Error> {
+    let ctx = crate::session::create(pipeline)?;
+    let root = storage::resolve(&ctx, &pipeline.output_location)?;
+    let folder = root.child("_runs").child(&format!("ds={}", results.ds));
+    crate::lock::RunLock::acquire(folder, &results.run_id, pipeline.lock_timeout).await
 }
 
 async fn write_results(pipeline: &Pipeline, results: &RunResults) -> Result<(), Error> {

@@ -334,6 +334,8 @@ pub struct Pipeline {
     pub steps: Vec<Step>,
     pub checks: Vec<Check>,
     pub output_location: String,
+    /// A run lock older than this is stale (see `lock`).
+    pub lock_timeout: Duration,
     pub marts: Vec<Mart>,
     pub report: Option<Report>,
     /// SHA-256 of the pipeline file, every SQL file and every report template it reads.
@@ -926,6 +928,11 @@ pub fn compile(
         }
     }
 
+    let lock_timeout = c.duration(
+        "output.lock_timeout",
+        raw.output.lock_timeout.as_deref(),
+        Duration::from_secs(6 * 3600),
+    );
     let output_location = c
         .templated("output.location", &["output:", "location:"], &raw.output.location, &ctx)
         .unwrap_or_default();
@@ -1016,6 +1023,7 @@ pub fn compile(
         steps,
         checks,
         output_location,
+        lock_timeout,
         marts,
         report,
         hash,

@@ -219,6 +219,9 @@ pub struct RawOutput {
     pub location: String,
     #[serde(default)]
     pub parquet: Option<RawParquet>,
+    /// After how long a run lock whose run cannot be seen alive is taken over. Default `6h`.
+    #[serde(default)]
+    pub lock_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]

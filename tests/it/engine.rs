@@ -513,3 +513,59 @@ fn a_var_is_bound_as_data_not_as_sql() {
     );
     assert!(!project.path("out/labelled/ds=2026-10-30").exists());
 }
+
+fn write_lock(project: &Project, host: &str, pid: u32, acquired_at: &str) {
+    project.write(
+        "out/_runs/ds=2026-10-31/_lock",
+        serde_json::json!({"run_id": "other-run", "host": host, "pid": pid, "acquired_at": acquired_at}).to_string(),
+    );
+}
+
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+#[test]
+fn a_run_of_a_ds_another_run_holds_exits_75_and_a_stale_lock_is_taken_over() {
+    let project = fixture::local_shop();
+    // A live holder: this test process, on this host, just now.
+    let now = chrono::Utc::now().to_rfc3339();
+    write_lock(&project, &this_host(), std::process::id(), &now);
+    let outcome = run_shop(&project, &["--ds", "2026-10-31"]);
+    assert_eq!(outcome.code, 75, "{}", outcome.stderr);
+    assert!(
+        outcome
+            .stderr
+            .contains("another run of this pipeline for this ds holds")
+            && outcome.stderr.contains("(run other-run on "),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!project.path("out/revenue/ds=2026-10-31").exists());
+    assert!(!project.path("out/_runs/ds=2026-10-31/run_results.json").exists());
+
+    // Another host's lock is trusted until it is older than output.lock_timeout (6h by default).
+    write_lock(&project, "elsewhere", 1, &now);
+    assert_eq!(run_shop(&project, &["--ds", "2026-10-31"]).code, 75);
+    let long_ago = (chrono::Utc::now() - chrono::Duration::hours(7)).to_rfc3339();
+    write_lock(&project, "elsewhere", 1, &long_ago);
+    let outcome = run_shop(&project, &["--ds", "2026-10-31"]);
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("taking over a stale run lock"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(project.path("out/revenue/ds=2026-10-31/_SUCCESS").exists());
+    // Released at the end of the run.
+    assert!(!project.path("out/_runs/ds=2026-10-31/_lock").exists());
+
+    // A killed run on this host: its process is gone, so its lock is stale at once.
+    let mut finished = std::process::Command::new("true").spawn().expect("spawn");
+    let dead_pid = finished.id();
+    finished.wait().expect("wait");
+    write_lock(&project, &this_host(), dead_pid, &chrono::Utc::now().to_rfc3339());
+    assert_eq!(run_shop(&project, &["--ds", "2026-10-31"]).code, 0);
+}

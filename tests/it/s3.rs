@@ -205,3 +205,18 @@ fn missing_credentials_are_reported_before_any_request() {
         outcome.stderr
     );
 }
+
+#[test]
+fn on_s3_a_ds_whose_lock_another_run_holds_is_not_run() {
+    let (project, s3) = s3_shop("lock");
+    let held = serde_json::json!({
+        "run_id": "other-run", "host": "elsewhere", "pid": 1, "acquired_at": chrono::Utc::now().to_rfc3339()
+    });
+    s3.put("out/_runs/ds=2026-10-31/_lock", held.to_string());
+    let outcome = run_on_s3(&project, &s3, &["--ds", "2026-10-31"]);
+    assert_eq!(outcome.code, 75, "stderr:\n{}", outcome.stderr);
+    assert!(s3.list("out/revenue/").is_empty());
+    // The holder's lock is untouched: the refused run neither replaced nor removed it.
+    let lock: serde_json::Value = serde_json::from_slice(&s3.get("out/_runs/ds=2026-10-31/_lock")).expect("json");
+    assert_eq!(lock["run_id"], "other-run");
+}
