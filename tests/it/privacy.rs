@@ -76,7 +76,9 @@ fn personal_columns_are_hashed_or_dropped_as_the_source_is_read() {
 
     let mut command = project.lifemap();
     command.args(["run", "pipelines/private.yaml", "--ds", "2026-10-31"]);
-    command.env("LIFEMAP_PII_KEY", "test-key");
+    command
+        .env("LIFEMAP_PII_KEY", "test-key")
+        .env("LIFEMAP_LOG", "lifemap=trace,info");
     let outcome = run_expecting(command, 0);
     let marts = texts_below(&project.path("out"));
     let contacts = &marts

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use mail_parser::{MessageParser, MimeHeaders};
 
 use crate::common::smtp::{SmtpServer, closed_port, tls_files};
-use crate::common::{Project, bundled_run, files_below, first_column, run_expecting, run_results};
+use crate::common::{Project, bundled_run, files_below, first_column, run, run_expecting, run_results};
 
 fn sample_exports() -> String {
     format!("{}/data/sample", env!("CARGO_MANIFEST_DIR"))
@@ -639,5 +639,39 @@ fn the_archived_report_renders_in_headless_chromium_with_every_image_loaded() {
     );
     if let Some(target) = std::env::var_os("LIFEMAP_SAVE_SCREENSHOT") {
         std::fs::copy(&screenshot, target).expect("save screenshot");
+    }
+}
+
+#[test]
+fn the_smtp_password_reaches_no_log_result_or_error() {
+    let server = SmtpServer::start_starttls("reports@example.com", "s3cret-Pa55word");
+    // Accepted, then refused: the most verbose logs of both runs, their results and errors.
+    let mut outputs = Vec::new();
+    for password in ["s3cret-Pa55word", "wrong-Pa55word"] {
+        let project = Project::new();
+        let mut command = tls_run(&project, server.port, "starttls", true);
+        // Everything lifemap and the mail client log (the engine's trace output would only slow this down).
+        command
+            .env("LIFEMAP_SMTP_PASSWORD", password)
+            .env("LIFEMAP_LOG", "lifemap=trace,lettre=trace,rustls=trace,info")
+            .args(["--log-format", "json"]);
+        let outcome = run(command);
+        outputs.push(outcome.stdout);
+        outputs.push(outcome.stderr);
+        outputs.push(
+            std::fs::read_to_string(project.path("marts/_runs/ds=2026-10-31/run_results.json")).expect("results"),
+        );
+    }
+    assert_eq!(server.logins().len(), 2);
+    use base64::Engine as _;
+    for password in ["s3cret-Pa55word", "wrong-Pa55word"] {
+        // AUTH PLAIN sends base64("\0user\0password"): neither form may show.
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("\0reports@example.com\0{password}"));
+        for text in &outputs {
+            assert!(
+                !text.contains(password) && !text.contains(&auth),
+                "{password} leaked:\n{text}"
+            );
+        }
     }
 }

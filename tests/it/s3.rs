@@ -220,3 +220,54 @@ fn on_s3_a_ds_whose_lock_another_run_holds_is_not_run() {
     let lock: serde_json::Value = serde_json::from_slice(&s3.get("out/_runs/ds=2026-10-31/_lock")).expect("json");
     assert_eq!(lock["run_id"], "other-run");
 }
+
+#[test]
+fn the_s3_secret_reaches_no_log_result_plan_or_error() {
+    let (project, s3) = s3_shop("secrets");
+    let verbose = "lifemap=trace,object_store=trace,reqwest=trace,info";
+    let mut texts = Vec::new();
+
+    let mut command = project.lifemap();
+    s3.configure(&mut command);
+    command.env("LIFEMAP_LOG", verbose).args(["--log-format", "json"]);
+    command
+        .args(["run", "pipelines/shop.yaml", "--ds", "2026-10-31"])
+        .args([
+            "--var",
+            &format!("exports={}", s3.uri("exports")),
+            "--var",
+            &format!("out={}", s3.uri("out")),
+        ]);
+    let outcome = run(command);
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    texts.extend([outcome.stdout, outcome.stderr]);
+    texts.push(String::from_utf8_lossy(&s3.get("out/_runs/ds=2026-10-31/run_results.json")).into_owned());
+
+    let mut plan = project.lifemap();
+    s3.configure(&mut plan);
+    plan.env("LIFEMAP_LOG", verbose)
+        .args(["plan", "pipelines/shop.yaml", "--ds", "2026-10-31"])
+        .args(["--var", &format!("exports={}", s3.uri("exports"))]);
+    let outcome = run(plan);
+    assert_eq!(outcome.code, 0, "{}", outcome.stderr);
+    texts.extend([outcome.stdout, outcome.stderr]);
+
+    // A refused secret: the error names the problem, not the secret.
+    let wrong = "wrong-Secret-0123456789";
+    let mut refused = project.lifemap();
+    s3.configure(&mut refused);
+    refused
+        .env("AWS_SECRET_ACCESS_KEY", wrong)
+        .env("LIFEMAP_LOG", verbose)
+        .args(["run", "pipelines/shop.yaml", "--ds", "2026-10-31"])
+        .args(["--var", &format!("exports={}", s3.uri("exports"))]);
+    let outcome = run(refused);
+    assert_eq!(outcome.code, 2, "{}", outcome.stderr);
+    texts.extend([outcome.stdout, outcome.stderr]);
+
+    for text in &texts {
+        for secret in [s3.secret.as_str(), wrong] {
+            assert!(!text.contains(secret), "the secret leaked:\n{text}");
+        }
+    }
+}
