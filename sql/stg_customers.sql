@@ -9,4 +9,5 @@ SELECT
   END AS reject_reason,
   -- The email is dropped at ingestion (pii: drop), so the raw record shown in quarantine lacks it.
   concat_ws(',', customer_id, signup_at, country, acquisition_channel) AS raw
-FROM customers
+FROM customers c
+WHERE NOT EXISTS (SELECT 1 FROM suppressions f WHERE f.customer_id = c.customer_id)

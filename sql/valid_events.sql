@@ -1,5 +1,6 @@
--- One row per event_id: valid events, duplicates resolved.
-SELECT event_id, occurred_at, customer_id, anonymous_id, event_type, channel, category
+-- One row per event_id: valid events, duplicates resolved, forgotten customers left out.
+WITH kept AS (
+  SELECT event_id, occurred_at, customer_id, anonymous_id, event_type, channel, category
 FROM stg_events s
 WHERE reject_reason IS NULL
   AND occurred_at < TIMESTAMP '{{ as_of }}'
@@ -11,3 +12,7 @@ UNION ALL
 SELECT event_id, occurred_at, customer_id, anonymous_id, event_type, channel, category
 FROM event_duplicates
 WHERE copy = 1
+)
+SELECT * FROM kept k
+WHERE NOT EXISTS (SELECT 1 FROM suppressions f WHERE f.customer_id = k.customer_id)
+  AND NOT EXISTS (SELECT 1 FROM forgotten_anonymous_ids a WHERE a.anonymous_id = k.anonymous_id)

@@ -142,3 +142,44 @@ fn no_output_of_the_bundled_run_holds_a_customer_email() {
         }
     }
 }
+
+/// The rows of every mart of a run, as text.
+fn mart_texts(marts: &Path) -> Vec<(String, String)> {
+    texts_below(marts)
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(".parquet"))
+        .collect()
+}
+
+#[test]
+fn a_forgotten_customer_leaves_every_mart_with_their_anonymous_trail() {
+    // c5 browsed as anonymous a5, logged in, bought o5; one of their events is quarantined.
+    let project = crate::lifecycle::shop();
+    run_expecting(bundled_run(&project, "exports", "marts"), 0);
+    let before = mart_texts(&project.path("marts"));
+    for person in ["| c5 ", "\"customer_id\":\"c5\""] {
+        assert!(
+            before.iter().any(|(_, text)| text.contains(person)),
+            "{person} is in the marts before"
+        );
+    }
+    let journeys_before = crate::common::first_column(
+        &project.path("marts/customer_journey/ds=2026-10-31/"),
+        "SELECT COUNT(*) FROM t",
+    );
+
+    project.write("exports/suppressions/requests.csv", "customer_id\nc5\n");
+    run_expecting(bundled_run(&project, "exports", "marts"), 0);
+    for (name, text) in mart_texts(&project.path("marts")) {
+        for trace in ["c5", "a5"] {
+            assert!(!text.contains(trace), "{name} still holds {trace}:\n{text}");
+        }
+    }
+    let journeys_after = crate::common::first_column(
+        &project.path("marts/customer_journey/ds=2026-10-31/"),
+        "SELECT COUNT(*) FROM t",
+    );
+    let count = |rows: &[String]| rows[0].parse::<u64>().expect("count");
+    // a5 was c5 (stitched), so exactly one person goes.
+    assert_eq!(count(&journeys_after), count(&journeys_before) - 1);
+}
