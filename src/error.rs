@@ -118,6 +118,39 @@ pub enum FailureKind {
 }
 
 impl Error {
+    /// Whether this failure is a file that could not be read or parsed (bad compression, invalid
+    /// UTF-8, a CSV row with the wrong number of fields, ...), as opposed to a query or storage error.
+    pub fn is_unreadable_input(&self) -> bool {
+        use datafusion::arrow::error::ArrowError;
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(link) = current {
+            if let Some(arrow) = link.downcast_ref::<ArrowError>()
+                && matches!(
+                    arrow,
+                    ArrowError::CsvError(_)
+                        | ArrowError::JsonError(_)
+                        | ArrowError::IoError(..)
+                        | ArrowError::ParseError(_)
+                )
+            {
+                return true;
+            }
+            if let Some(DataFusionError::ArrowError(arrow, _)) = link.downcast_ref::<DataFusionError>()
+                && matches!(
+                    arrow.as_ref(),
+                    ArrowError::CsvError(_)
+                        | ArrowError::JsonError(_)
+                        | ArrowError::IoError(..)
+                        | ArrowError::ParseError(_)
+                )
+            {
+                return true;
+            }
+            current = link.source();
+        }
+        false
+    }
+
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Invalid(_) | Error::Usage(_) | Error::Config(_) => exit::CONFIG,

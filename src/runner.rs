@@ -318,9 +318,27 @@ async fn execute(
         for (at, &index) in step_indexes.iter().enumerate() {
             let step = &pipeline.steps[index];
             progress.message(&format!("step {}", step.name));
-            results
-                .steps
-                .push(transform::run_step(&ctx, pipeline, &graph, index).await?);
+            // A file that cannot be read fails where it is read: name the sources behind it.
+            let blame = |err: Error| -> Error {
+                let sources = graph.sources_read(pipeline, index);
+                if !err.is_unreadable_input() || sources.is_empty() {
+                    return err;
+                }
+                Error::Source {
+                    name: sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join("`, `"),
+                    location: sources
+                        .iter()
+                        .map(|s| s.location.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    message: format!("a file could not be read: {err}"),
+                }
+            };
+            results.steps.push(
+                transform::run_step(&ctx, pipeline, &graph, index)
+                    .await
+                    .map_err(blame)?,
+            );
             for &mart_index in &schedule.marts_after[at] {
                 let mart = &pipeline.marts[mart_index];
                 progress.message(&format!("writing mart {}", mart.name));
@@ -328,7 +346,7 @@ async fn execute(
                     context: format!("mart `{}`", mart.name),
                     source,
                 })?;
-                staged.push((mart_index, writer.write(mart, frame).await?));
+                staged.push((mart_index, writer.write(mart, frame).await.map_err(blame)?));
             }
             for &check_index in &schedule.checks_after[at] {
                 let check = &pipeline.checks[check_index];

@@ -34,6 +34,26 @@ pub struct StepGraph {
 }
 
 impl StepGraph {
+    /// The sources step `index` reads, itself or through the steps it needs.
+    pub fn sources_read<'a>(&self, pipeline: &'a Pipeline, index: usize) -> Vec<&'a crate::config::Source> {
+        let mut seen = HashSet::new();
+        let mut stack = vec![index];
+        let mut names = BTreeSet::new();
+        while let Some(step) = stack.pop() {
+            if !seen.insert(step) {
+                continue;
+            }
+            let spec = &pipeline.steps[step];
+            let tables = match &spec.kmeans {
+                Some(kmeans) => vec![kmeans.input.clone()],
+                None => tables_read(&spec.sql).unwrap_or_default(),
+            };
+            names.extend(tables.into_iter().filter(|table| pipeline.source(table).is_some()));
+            stack.extend(self.upstream[step].iter().copied());
+        }
+        names.iter().filter_map(|name| pipeline.source(name)).collect()
+    }
+
     /// Indexes of `targets` and everything they need, in run order.
     pub fn closure(&self, targets: &[usize]) -> Vec<usize> {
         let mut needed: HashSet<usize> = HashSet::new();

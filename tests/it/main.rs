@@ -3,6 +3,7 @@
 mod common;
 mod engine;
 mod faults;
+mod hostile;
 mod lifecycle;
 mod personas;
 mod privacy;
