@@ -9,7 +9,7 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Int64Array};
+use datafusion::arrow::array::Int64Array;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
@@ -34,10 +34,6 @@ pub fn fingerprint_of(text: &str) -> i64 {
     HASHER.hash_one(text) as i64
 }
 
-fn fingerprints<'a>(values: impl Iterator<Item = Option<&'a str>>) -> ArrayRef {
-    Arc::new(values.map(|value| value.map(fingerprint_of)).collect::<Int64Array>())
-}
-
 impl ScalarUDFImpl for Fingerprint {
     fn name(&self) -> &str {
         "fingerprint"
@@ -59,29 +55,22 @@ impl ScalarUDFImpl for Fingerprint {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let value = match &args.args[0] {
-            ColumnarValue::Scalar(scalar) => {
-                let text = match scalar {
-                    ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => v.as_deref(),
-                    _ => None,
-                };
-                return Ok(ColumnarValue::Scalar(ScalarValue::Int64(text.map(fingerprint_of))));
-            }
-            ColumnarValue::Array(array) => array,
-        };
-        let hashed = match value.data_type() {
-            DataType::Utf8 => fingerprints(value.as_string::<i32>().iter()),
-            DataType::LargeUtf8 => fingerprints(value.as_string::<i64>().iter()),
-            DataType::Utf8View => fingerprints(value.as_string_view().iter()),
-            _ => Arc::new(Int64Array::new_null(value.len())),
-        };
-        Ok(ColumnarValue::Array(hashed))
+        match &args.args[0] {
+            ColumnarValue::Scalar(scalar) => Ok(ColumnarValue::Scalar(ScalarValue::Int64(
+                super::scalar_text(scalar).map(fingerprint_of),
+            ))),
+            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(Arc::new(Int64Array::from(super::map_text(
+                array,
+                |value| value.map(fingerprint_of),
+            ))))),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::AsArray;
     use datafusion::prelude::SessionContext;
 
     #[tokio::test]

@@ -15,9 +15,29 @@ pub mod window_funnel;
 
 use std::sync::Arc;
 
-use datafusion::common::Result;
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Result, ScalarValue};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
+
+/// The text of a string scalar; `None` for NULL or a value that is not text.
+pub(crate) fn scalar_text(scalar: &ScalarValue) -> Option<&str> {
+    match scalar {
+        ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => v.as_deref(),
+        _ => None,
+    }
+}
+
+/// `f` of every value of a text array of any string type (an array of another type is all `None`).
+pub(crate) fn map_text<T>(array: &ArrayRef, f: impl FnMut(Option<&str>) -> T) -> Vec<T> {
+    match array.data_type() {
+        DataType::Utf8 => array.as_string::<i32>().iter().map(f).collect(),
+        DataType::LargeUtf8 => array.as_string::<i64>().iter().map(f).collect(),
+        DataType::Utf8View => array.as_string_view().iter().map(f).collect(),
+        _ => std::iter::repeat_n(None, array.len()).map(f).collect(),
+    }
+}
 
 /// Register every lifemap function (and the JSON functions lifemap relies on).
 pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {

@@ -8,7 +8,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringBuilder};
+use datafusion::arrow::array::StringArray;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
@@ -48,14 +48,6 @@ impl PiiHash {
                 out
             })
     }
-
-    fn digests<'a>(&self, values: impl Iterator<Item = Option<&'a str>>, rows: usize) -> ArrayRef {
-        let mut builder = StringBuilder::with_capacity(rows, rows * 64);
-        for value in values {
-            builder.append_option(value.map(|v| self.digest(v)));
-        }
-        Arc::new(builder.finish())
-    }
 }
 
 impl ScalarUDFImpl for PiiHash {
@@ -81,24 +73,15 @@ impl ScalarUDFImpl for PiiHash {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let value = match &args.args[0] {
-            ColumnarValue::Scalar(scalar) => {
-                let text = match scalar {
-                    ScalarValue::Utf8(v) | ScalarValue::LargeUtf8(v) | ScalarValue::Utf8View(v) => v.as_deref(),
-                    _ => None,
-                };
-                return Ok(ColumnarValue::Scalar(ScalarValue::Utf8(text.map(|t| self.digest(t)))));
-            }
-            ColumnarValue::Array(array) => array,
-        };
-        let rows = value.len();
-        let hashed = match value.data_type() {
-            DataType::Utf8 => self.digests(value.as_string::<i32>().iter(), rows),
-            DataType::LargeUtf8 => self.digests(value.as_string::<i64>().iter(), rows),
-            DataType::Utf8View => self.digests(value.as_string_view().iter(), rows),
-            _ => self.digests(std::iter::repeat_n(None, rows), rows),
-        };
-        Ok(ColumnarValue::Array(hashed))
+        match &args.args[0] {
+            ColumnarValue::Scalar(scalar) => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(
+                super::scalar_text(scalar).map(|text| self.digest(text)),
+            ))),
+            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(Arc::new(StringArray::from(super::map_text(
+                array,
+                |value| value.map(|text| self.digest(text)),
+            ))))),
+        }
     }
 }
 

@@ -17,6 +17,11 @@ fn s3_shop(test: &str) -> (Project, S3Target) {
 }
 
 fn run_on_s3(project: &Project, s3: &S3Target, args: &[&str]) -> Outcome {
+    run(s3_command(project, s3, args))
+}
+
+/// `lifemap run` of the shop pipeline reading and publishing on `s3`.
+fn s3_command(project: &Project, s3: &S3Target, args: &[&str]) -> assert_cmd::Command {
     let mut command = project.lifemap();
     s3.configure(&mut command);
     command
@@ -28,7 +33,7 @@ fn run_on_s3(project: &Project, s3: &S3Target, args: &[&str]) -> Outcome {
             &format!("out={}", s3.uri("out")),
         ])
         .args(args);
-    run(command)
+    command
 }
 
 fn s3_mart(s3: &S3Target, mart: &str, ds: &str, sql: &str) -> String {
@@ -227,17 +232,8 @@ fn the_s3_secret_reaches_no_log_result_plan_or_error() {
     let verbose = "lifemap=trace,object_store=trace,reqwest=trace,info";
     let mut texts = Vec::new();
 
-    let mut command = project.lifemap();
-    s3.configure(&mut command);
-    command.env("LIFEMAP_LOG", verbose).args(["--log-format", "json"]);
-    command
-        .args(["run", "pipelines/shop.yaml", "--ds", "2026-10-31"])
-        .args([
-            "--var",
-            &format!("exports={}", s3.uri("exports")),
-            "--var",
-            &format!("out={}", s3.uri("out")),
-        ]);
+    let mut command = s3_command(&project, &s3, &["--ds", "2026-10-31", "--log-format", "json"]);
+    command.env("LIFEMAP_LOG", verbose);
     let outcome = run(command);
     assert_eq!(outcome.code, 0, "{}", outcome.stderr);
     texts.extend([outcome.stdout, outcome.stderr]);
