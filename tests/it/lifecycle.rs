@@ -103,7 +103,7 @@ fn run_lifecycle(project: &Project, timezone: &str) {
         .map(|c| (c["name"].as_str().unwrap_or(""), c["status"].as_str().unwrap_or("")))
         .collect();
     assert!(
-        checks.len() == 14 && checks.iter().all(|(_, s)| *s == "passed"),
+        checks.len() == 13 && checks.iter().all(|(_, s)| *s == "passed"),
         "{checks:?}\n{}",
         outcome.stderr
     );
