@@ -675,3 +675,32 @@ fn the_smtp_password_reaches_no_log_result_or_error() {
         }
     }
 }
+
+#[test]
+fn a_data_value_in_the_subject_cannot_add_mail_headers() {
+    let project = tiny_project(
+        "category,amount\n\"books\r\nBcc: evil@example.com\r\nX-Injected: yes\",5.5\n",
+        TINY_HTML,
+    );
+    let pipeline = TINY_PIPELINE.replace(
+        "subject: \"Sales {{ ds }}: {{ data.by_category|length }} categories\"",
+        "subject: \"Top category {{ data.by_category[0].category }}\"",
+    );
+    assert_ne!(pipeline, TINY_PIPELINE);
+    project.write("pipelines/tiny.yaml", pipeline);
+    run_expecting(tiny_run(&project), 0);
+    let eml = std::fs::read(project.path("outbox/2026-10-31-tiny.eml")).expect("eml");
+    let message = MessageParser::default().parse(&eml[..]).expect("mime");
+    assert_eq!(
+        message.subject(),
+        Some("Top category books Bcc: evil@example.com X-Injected: yes")
+    );
+    assert!(message.bcc().is_none(), "no Bcc header");
+    assert!(message.header("X-Injected").is_none(), "no injected header");
+    let to: Vec<String> = message
+        .to()
+        .and_then(|to| to.as_list())
+        .map(|list| list.iter().filter_map(|a| a.address().map(str::to_string)).collect())
+        .unwrap_or_default();
+    assert_eq!(to, ["boss@example.com"]);
+}
