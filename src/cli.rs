@@ -64,7 +64,8 @@ pub enum Command {
     /// Run the pipeline's data-quality checks alone for --ds (and the steps they read): publishes
     /// nothing, sends nothing. Prints the outcomes as JSON; exits 3 if an error-level check fails.
     Check(CheckArgs),
-    /// Print the resolved step order, each step's rendered SQL and its output schema.
+    /// Print the resolved step order, each step's rendered SQL and its output schema, and the SQL
+    /// of every check.
     Plan(PipelineArgs),
     /// Render the pipeline's report from the marts already published for --ds, without
     /// sending it: for previews and template work.
@@ -490,6 +491,21 @@ async fn plan(args: &PipelineArgs) -> Result<(), Error> {
                 field.data_type(),
                 if field.is_nullable() { "" } else { " not null" }
             );
+        }
+    }
+    for check in &pipeline.checks {
+        println!(
+            "\ncheck {} ({}, {})",
+            check.name,
+            check.kind,
+            match check.severity {
+                config::raw::Severity::Error => "error",
+                config::raw::Severity::Warn => "warn",
+            }
+        );
+        println!("   failing rows:");
+        for line in check.sql.trim_end().lines() {
+            println!("     {line}");
         }
     }
     match failures.into_iter().next() {

@@ -155,6 +155,26 @@ fn each_declared_check_finds_exactly_the_rows_that_break_it() {
 }
 
 #[test]
+fn plan_shows_the_sql_each_declared_check_runs() {
+    let project = project("warn");
+    let mut command = project.lifemap();
+    command.args(["plan", "pipelines/shop.yaml", "--ds", "2026-10-31"]);
+    let outcome = run_expecting(command, 0);
+    for expected in [
+        "check order_ids_are_unique (unique, warn)",
+        "SELECT \"order_id\", COUNT(*) AS copies FROM \"orders\" WHERE \"order_id\" IS NOT NULL GROUP BY \"order_id\" HAVING COUNT(*) > 1",
+        "check orders_within_two_days (freshness, warn)",
+        "INTERVAL '172800 seconds'",
+    ] {
+        assert!(
+            outcome.stdout.contains(expected),
+            "`{expected}` not in:\n{}",
+            outcome.stdout
+        );
+    }
+}
+
+#[test]
 fn an_error_level_failure_exits_3_and_a_run_publishes_nothing() {
     let project = project("error");
     let mut check = project.lifemap();
