@@ -182,8 +182,23 @@ impl Error {
             (_, FailureKind::Auth) => {
                 Some("check the S3 credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or storage.s3.*_env)")
             }
+            _ if self.is_out_of_memory() => {
+                Some("the work did not fit in --memory-limit (engine.memory_limit) even spilling to disk: raise it")
+            }
             _ => None,
         }
+    }
+
+    /// Whether the engine's memory pool refused an allocation.
+    fn is_out_of_memory(&self) -> bool {
+        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(link) = current {
+            if let Some(DataFusionError::ResourcesExhausted(_)) = link.downcast_ref::<DataFusionError>() {
+                return true;
+            }
+            current = link.source();
+        }
+        false
     }
 }
 

@@ -569,3 +569,40 @@ fn a_run_of_a_ds_another_run_holds_exits_75_and_a_stale_lock_is_taken_over() {
     write_lock(&project, &this_host(), dead_pid, &chrono::Utc::now().to_rfc3339());
     assert_eq!(run_shop(&project, &["--ds", "2026-10-31"]).code, 0);
 }
+
+#[test]
+fn a_memory_limit_gives_the_same_marts_or_fails_clearly() {
+    let exports = format!("{}/data/sample", env!("CARGO_MANIFEST_DIR"));
+    let project = Project::new();
+    let journeys = |marts: &str, limit: Option<&str>, code: i32| {
+        let mut command = crate::common::bundled_run(&project, &exports, marts);
+        command.arg("--no-report");
+        if let Some(limit) = limit {
+            command.args(["--memory-limit", limit]);
+        }
+        let outcome = run_expecting(command, code);
+        (
+            outcome,
+            project.path(&format!("{marts}/customer_journey/ds=2026-10-31/")),
+        )
+    };
+    let (_, unlimited) = journeys("unlimited", None, 0);
+    // 32 MiB: work that does not fit spills to disk; the marts are the same.
+    let (_, limited) = journeys("limited", Some("32MiB"), 0);
+    let digest = |folder: &std::path::Path| {
+        crate::common::first_column(
+            folder,
+            "SELECT concat_ws('|', COUNT(*), SUM(orders), SUM(revenue), COUNT(DISTINCT rfm_segment), COUNT(persona_id)) FROM t",
+        )
+    };
+    assert_eq!(digest(&limited), digest(&unlimited));
+    // 4 MiB cannot hold even a spilling sort: a clear error, nothing published.
+    let (outcome, _) = journeys("starved", Some("4MiB"), 1);
+    assert!(
+        outcome.stderr.contains("Resources exhausted")
+            && outcome.stderr.contains("hint: the work did not fit in --memory-limit"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!project.path("starved/customer_journey").exists());
+}
