@@ -352,10 +352,7 @@ async fn execute(
                 let check = &pipeline.checks[check_index];
                 progress.message(&format!("checking {}", check.name));
                 let previous = match &check.previous_rows_of {
-                    Some(table) => match pipeline.marts.iter().find(|m| &m.name == table || &m.from == table) {
-                        Some(mart) => crate::marts::previous_partition(&root, &mart.name, &results.ds).await?,
-                        None => None,
-                    },
+                    Some(mart) => crate::marts::previous_partition(&root, mart, &results.ds).await?,
                     None => None,
                 };
                 checks[check_index] = Some(crate::quality::run_check(&ctx, check, previous).await?);

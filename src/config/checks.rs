@@ -129,6 +129,15 @@ fn row_count_sql(table: &str, bounds: &RawRowCount, render: &Render) -> Result<S
     ))
 }
 
+/// `<column> <test>` for every column, joined by `joiner`: `"a" IS NULL OR "b" IS NULL`.
+fn each_column(columns: &[String], test: &str, joiner: &str) -> String {
+    columns
+        .iter()
+        .map(|c| format!("{} {test}", ident(c)))
+        .collect::<Vec<_>>()
+        .join(joiner)
+}
+
 /// The failure SQL of a declared (non-`expression`) check, and the tables it reads.
 fn declared_sql(check: &RawCheck, as_of: &str, render: &Render) -> Result<(String, Vec<String>), String> {
     let table_name = || {
@@ -140,11 +149,7 @@ fn declared_sql(check: &RawCheck, as_of: &str, render: &Render) -> Result<(Strin
     if let Some(columns) = &check.not_null {
         let table = table_name()?;
         columns_list(columns)?;
-        let condition = columns
-            .iter()
-            .map(|c| format!("{} IS NULL", ident(c)))
-            .collect::<Vec<_>>()
-            .join(" OR ");
+        let condition = each_column(columns, "IS NULL", " OR ");
         return Ok((
             format!("SELECT * FROM {} WHERE {condition}", ident(&table)),
             vec![table],
@@ -154,11 +159,7 @@ fn declared_sql(check: &RawCheck, as_of: &str, render: &Render) -> Result<(Strin
         let table = table_name()?;
         let list = columns_list(columns)?;
         // As in SQL's UNIQUE constraint, a key with a NULL part repeats nothing.
-        let present = columns
-            .iter()
-            .map(|c| format!("{} IS NOT NULL", ident(c)))
-            .collect::<Vec<_>>()
-            .join(" AND ");
+        let present = each_column(columns, "IS NOT NULL", " AND ");
         return Ok((
             format!(
                 "SELECT {list}, COUNT(*) AS copies FROM {} WHERE {present} GROUP BY {list} HAVING COUNT(*) > 1",

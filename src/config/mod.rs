@@ -304,8 +304,8 @@ pub struct Check {
     pub sql: String,
     pub severity: raw::Severity,
     pub examples: usize,
-    /// For `row_count` with `max_change_percent`: the table whose mart's previous partition is
-    /// compared against (its rows replace [`checks::PREVIOUS_ROWS_PLACEHOLDER`] at run time).
+    /// For `row_count` with `max_change_percent`: the mart whose previous partition is compared
+    /// against (its rows replace [`checks::PREVIOUS_ROWS_PLACEHOLDER`] at run time).
     pub previous_rows_of: Option<String>,
 }
 
@@ -988,15 +988,18 @@ pub fn compile(
     if marts.is_empty() {
         c.report(&["marts:"], "marts", "the pipeline publishes no mart");
     }
-    for check in &checks {
-        if let Some(table) = &check.previous_rows_of
-            && !marts.iter().any(|m| &m.name == table || &m.from == table)
-        {
-            c.report(
+    // A change check compares with a mart's partitions: name the mart once, here.
+    for check in &mut checks {
+        let Some(table) = check.previous_rows_of.take() else {
+            continue;
+        };
+        match marts.iter().find(|m| m.name == table || m.from == table) {
+            Some(mart) => check.previous_rows_of = Some(mart.name.clone()),
+            None => c.report(
                 &["checks:", &format!("name: {}", check.name), "max_change_percent"],
                 format!("checks.{}.row_count.max_change_percent", check.name),
                 format!("`{table}` is published as no mart, so it has no previous partition to compare with"),
-            );
+            ),
         }
     }
     let report = raw
