@@ -30,6 +30,8 @@ use crate::error::Error;
 use crate::functions::pseudonymize::PiiHash;
 use crate::storage;
 
+pub mod lines;
+
 /// What was found for one source.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SourceSummary {
@@ -212,15 +214,7 @@ fn file_format(source: &Source, compression: FileCompressionType) -> Arc<dyn Fil
         }
         Format::Ndjson => Arc::new(JsonFormat::default().with_file_compression_type(compression)),
         Format::Parquet => Arc::new(ParquetFormat::default()),
-        // Control characters that valid text rows (JSON above all) never hold raw: no splitting,
-        // no quoting, the whole line in one column.
-        Format::Lines => Arc::new(
-            CsvFormat::default()
-                .with_has_header(false)
-                .with_delimiter(0x1f)
-                .with_quote(0x1e)
-                .with_file_compression_type(compression),
-        ),
+        Format::Lines => Arc::new(lines::LinesFormat::new(compression)),
     }
 }
 

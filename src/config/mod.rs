@@ -788,7 +788,7 @@ pub fn compile(
             },
             compression: source.compression,
             schema: if source.format == RawFormat::Lines {
-                Some(vec![("line".to_string(), DataType::Utf8)])
+                Some(vec![(crate::sources::lines::LINE_COLUMN.to_string(), DataType::Utf8)])
             } else {
                 schema
             },
