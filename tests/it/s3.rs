@@ -267,3 +267,5 @@ fn the_s3_secret_reaches_no_log_result_plan_or_error() {
         }
     }
 }
+
+mod faults;

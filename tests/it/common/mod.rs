@@ -15,6 +15,7 @@ use datafusion::prelude::{ParquetReadOptions, SessionContext};
 use tempfile::TempDir;
 
 pub mod fixture;
+pub mod proxy;
 pub mod s3;
 pub mod smtp;
 
