@@ -25,7 +25,7 @@ copies AS (
   SELECT
     f['event_id']                                   AS event_id,
     fingerprint(f['event_id'])                      AS event_key,
-    TRY_CAST(f['occurred_at'] AS TIMESTAMP)         AS occurred_at,
+    parse_rfc3339(f['occurred_at'])                 AS occurred_at,
     f['customer_id']                                AS customer_id,
     f['anonymous_id']                               AS anonymous_id,
     f['event_type']                                 AS event_type,

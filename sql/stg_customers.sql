@@ -1,11 +1,11 @@
 SELECT
   customer_id,
-  TRY_CAST(signup_at AS TIMESTAMP) AS signup_at,
+  parse_rfc3339(signup_at) AS signup_at,
   country,
   acquisition_channel,
   CASE
     WHEN customer_id IS NULL THEN 'missing_id'
-    WHEN TRY_CAST(signup_at AS TIMESTAMP) IS NULL THEN 'bad_timestamp'
+    WHEN parse_rfc3339(signup_at) IS NULL THEN 'bad_timestamp'
   END AS reject_reason,
   -- The email is dropped at ingestion (pii: drop), so the raw record shown in quarantine lacks it.
   concat_ws(',', customer_id, signup_at, country, acquisition_channel) AS raw

@@ -28,11 +28,11 @@ parsed AS (
   FROM fields
 ),
 typed AS (
-  SELECT *, TRY_CAST(occurred_at_raw AS TIMESTAMP) AS occurred_at,
+  SELECT *, parse_rfc3339(occurred_at_raw) AS occurred_at,
     CASE
       WHEN malformed THEN 'malformed'
       WHEN event_id IS NULL OR (customer_id IS NULL AND anonymous_id IS NULL) THEN 'missing_id'
-      WHEN TRY_CAST(occurred_at_raw AS TIMESTAMP) IS NULL THEN 'bad_timestamp'
+      WHEN parse_rfc3339(occurred_at_raw) IS NULL THEN 'bad_timestamp'
     END AS reject_reason
   FROM parsed
 )

@@ -1,5 +1,5 @@
 WITH typed AS (
-  SELECT *, TRY_CAST(responded_at AS TIMESTAMP) AS responded_ts, TRY_CAST(nps_score AS BIGINT) AS score
+  SELECT *, parse_rfc3339(responded_at) AS responded_ts, TRY_CAST(nps_score AS BIGINT) AS score
   FROM feedback
 )
 SELECT

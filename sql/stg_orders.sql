@@ -1,7 +1,7 @@
 -- Orders typed; contract breaks keep a reason and the raw record. Rows at or after as_of are ignored.
 WITH typed AS (
   SELECT *,
-    TRY_CAST(ordered_at AS TIMESTAMP) AS ordered_at_ts,
+    parse_rfc3339(ordered_at) AS ordered_at_ts,
     TRY_CAST(amount AS DECIMAL(18, 2)) AS amount_value
   FROM orders
 )

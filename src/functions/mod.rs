@@ -10,6 +10,7 @@ pub mod fingerprint;
 pub mod json_fields;
 pub mod local_time;
 pub mod pseudonymize;
+pub mod rfc3339;
 pub mod trend;
 pub mod window_funnel;
 
@@ -45,6 +46,7 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     registry.register_udf(Arc::new(ScalarUDF::from(json_fields::JsonFields::default())))?;
     registry.register_udf(Arc::new(ScalarUDF::from(local_time::LocalTime::default())))?;
     registry.register_udf(Arc::new(ScalarUDF::from(fingerprint::Fingerprint::default())))?;
+    registry.register_udf(Arc::new(ScalarUDF::from(rfc3339::ParseRfc3339::default())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(window_funnel::WindowFunnel::default())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(trend::TrendAggregate::mann_kendall())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(trend::TrendAggregate::sens_slope())))?;

@@ -34,6 +34,8 @@ const EVENTS: &[&str] = &[
     r#"{"event_id":"e1","occurred_at":"2026-10-05T10:00:00Z","customer_id":"c1","anonymous_id":null,"event_type":"email_open","channel":"email","properties":{"campaign":"oct"}}"#,
     r#"{"event_id":"e8","occurred_at":"2026-08-01T09:00:00Z","customer_id":"c4","anonymous_id":null,"event_type":"social_engagement","channel":"social","properties":{}}"#,
     r#"{"event_id":"e92","occurred_at":"yesterday","customer_id":"c1","anonymous_id":null,"event_type":"page_view","channel":"web","properties":{}}"#,
+    // A local time without an offset: which instant it names is unknown.
+    r#"{"event_id":"e93","occurred_at":"2026-10-12T09:00:00","customer_id":"c1","anonymous_id":null,"event_type":"page_view","channel":"web","properties":{}}"#,
     r#"{"event_id":"e9","occurred_at":"2026-09-15T09:00:00Z","customer_id":"c4","anonymous_id":null,"event_type":"product_view","channel":"web","properties":{}}"#,
     r#"{"event_id":"e10","occurred_at":"2026-10-08T09:00:00Z","customer_id":null,"anonymous_id":"a5","event_type":"landing_page_view","channel":"search","properties":{}}"#,
     r#"{"event_id":"e11","occurred_at":"2026-10-09T00:30:00Z","customer_id":"c5","anonymous_id":"a5","event_type":"login","channel":"web","properties":{}}"#,
@@ -58,6 +60,7 @@ o9,c3,2026-10-22T10:00:00Z,-5.00,USD,home,web,completed
 o10,c3,2026-10-22T10:00:00Z,5.00,USD,home,web,pending_review
 ,c3,2026-10-22T10:00:00Z,5.00,USD,home,web,completed
 o11,c3,soon,5.00,USD,home,web,completed
+o13,c3,2026-10-12 09:00:00,5.00,USD,home,web,completed
 o12,c1,2026-11-01T10:00:00Z,70.00,USD,home,web,completed
 ";
 
@@ -254,14 +257,14 @@ fn cohorts_nps_kpis_and_quarantine() {
     let expected: BTreeMap<String, String> = [
         ("customers|bad_timestamp", "1"),
         ("customers|missing_id", "1"),
-        ("events|bad_timestamp", "1"),
+        ("events|bad_timestamp", "2"),
         ("events|duplicate", "2"),
         ("events|malformed", "1"),
         ("events|missing_id", "2"),
         ("feedback|bad_score", "1"),
         ("feedback|bad_timestamp", "1"),
         ("orders|bad_amount", "1"),
-        ("orders|bad_timestamp", "1"),
+        ("orders|bad_timestamp", "2"),
         ("orders|missing_customer", "1"),
         ("orders|missing_id", "1"),
         ("orders|unknown_status", "1"),
