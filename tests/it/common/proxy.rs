@@ -138,7 +138,7 @@ async fn serve(client: TcpStream, upstream_address: String, shared: Arc<Shared>)
                 return;
             }
             Fault::SlowDown => {
-                if skip_body(&mut from_client, &mut pending, request.content_length)
+                if forward_body(&mut from_client, &mut pending, None, request.content_length)
                     .await
                     .is_err()
                 {
@@ -186,7 +186,7 @@ async fn serve(client: TcpStream, upstream_address: String, shared: Arc<Shared>)
             _ => request.content_length,
         };
         if to_server.write_all(&head).await.is_err()
-            || forward_body(&mut from_client, &mut pending, to_server, body_to_send)
+            || forward_body(&mut from_client, &mut pending, Some(to_server), body_to_send)
                 .await
                 .is_err()
         {
@@ -220,37 +220,18 @@ fn parse_head(head: &[u8]) -> Option<Request> {
     })
 }
 
-/// Send `length` body bytes to the server: first what was read past the head, then the rest.
+/// Send `length` body bytes to the server (or, without one, read and drop them): first what was
+/// read past the head, then the rest.
 async fn forward_body(
     from_client: &mut tokio::net::tcp::OwnedReadHalf,
     pending: &mut Vec<u8>,
-    to_server: &mut OwnedWriteHalf,
-    length: usize,
-) -> std::io::Result<()> {
-    let mut left = length;
-    let buffered = left.min(pending.len());
-    to_server.write_all(&pending[..buffered]).await?;
-    pending.drain(..buffered);
-    left -= buffered;
-    let mut chunk = vec![0u8; 64 * 1024];
-    while left > 0 {
-        let want = left.min(chunk.len());
-        let n = from_client.read(&mut chunk[..want]).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        to_server.write_all(&chunk[..n]).await?;
-        left -= n;
-    }
-    Ok(())
-}
-
-async fn skip_body(
-    from_client: &mut tokio::net::tcp::OwnedReadHalf,
-    pending: &mut Vec<u8>,
+    mut to_server: Option<&mut OwnedWriteHalf>,
     length: usize,
 ) -> std::io::Result<()> {
     let buffered = length.min(pending.len());
+    if let Some(server) = to_server.as_mut() {
+        server.write_all(&pending[..buffered]).await?;
+    }
     pending.drain(..buffered);
     let mut left = length - buffered;
     let mut chunk = vec![0u8; 64 * 1024];
@@ -259,6 +240,9 @@ async fn skip_body(
         let n = from_client.read(&mut chunk[..want]).await?;
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if let Some(server) = to_server.as_mut() {
+            server.write_all(&chunk[..n]).await?;
         }
         left -= n;
     }

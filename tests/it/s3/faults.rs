@@ -65,6 +65,15 @@ fn run_through(project: &Project, s3: &S3Target, proxy: &FaultProxy, extra: &[&s
     run(command)
 }
 
+fn events_per_customer(s3: &S3Target) -> String {
+    s3_mart(
+        s3,
+        "events_per_customer",
+        "2026-10-31",
+        "SELECT * FROM t ORDER BY customer_id",
+    )
+}
+
 fn count(injected: &[(Request, Fault)], wanted: fn(&Fault) -> bool) -> usize {
     injected.iter().filter(|(_, fault)| wanted(fault)).count()
 }
@@ -103,15 +112,7 @@ fn transient_faults_are_survived() {
     assert_eq!(count(&injected, |f| matches!(f, Fault::Stall(_))), 1, "{injected:?}");
     assert_eq!(count(&injected, |f| matches!(f, Fault::Cut(_))), 1, "{injected:?}");
 
-    assert_eq!(
-        s3_mart(
-            &s3,
-            "events_per_customer",
-            "2026-10-31",
-            "SELECT * FROM t ORDER BY customer_id"
-        ),
-        EVENTS_PER_CUSTOMER_1031
-    );
+    assert_eq!(events_per_customer(&s3), EVENTS_PER_CUSTOMER_1031);
     // The upload cut in half was sent again whole.
     assert_eq!(
         s3_mart(&s3, "big", "2026-10-31", "SELECT COUNT(*) AS n, SUM(n) AS total FROM t"),
@@ -154,14 +155,6 @@ fn an_outage_that_outlasts_the_retries_exits_75_and_changes_nothing() {
     );
 
     assert_eq!(s3.list("out/events_per_customer/ds=2026-10-31/"), published);
-    assert_eq!(
-        s3_mart(
-            &s3,
-            "events_per_customer",
-            "2026-10-31",
-            "SELECT * FROM t ORDER BY customer_id"
-        ),
-        EVENTS_PER_CUSTOMER_1031
-    );
+    assert_eq!(events_per_customer(&s3), EVENTS_PER_CUSTOMER_1031);
     assert!(files_below(&project.path("outbox")).is_empty(), "no report sent");
 }
