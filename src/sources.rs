@@ -30,6 +30,7 @@ use crate::error::Error;
 use crate::functions::pseudonymize::PiiHash;
 use crate::storage;
 
+mod csv_headers;
 pub mod lines;
 
 /// What was found for one source.
@@ -175,6 +176,20 @@ fn is_hidden(meta: &ObjectMeta) -> bool {
         .is_some_and(|name| name.starts_with('_') || name.starts_with('.'))
 }
 
+/// A file's compression (from its name unless the source says) and the suffix that selects files like it.
+fn file_kind(source: &Source, meta: &ObjectMeta) -> (FileCompressionType, String) {
+    let (compression, suffix) = classify_file(meta.location.filename().unwrap_or_default());
+    let compression = match source.compression {
+        RawCompression::Auto => compression,
+        RawCompression::None => FileCompressionType::UNCOMPRESSED,
+        RawCompression::Gzip => FileCompressionType::GZIP,
+        RawCompression::Zstd => FileCompressionType::ZSTD,
+        RawCompression::Bzip2 => FileCompressionType::BZIP2,
+        RawCompression::Xz => FileCompressionType::XZ,
+    };
+    (compression, suffix)
+}
+
 /// The compression a file name shows, and the suffix that selects files like it.
 fn classify_file(name: &str) -> (FileCompressionType, String) {
     let lower = name.to_ascii_lowercase();
@@ -293,16 +308,7 @@ pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSum
     // Group files by (compression, selecting suffix).
     let mut groups: BTreeMap<String, FileCompressionType> = BTreeMap::new();
     for meta in &files {
-        let name = meta.location.filename().unwrap_or_default();
-        let (mut compression, suffix) = classify_file(name);
-        compression = match source.compression {
-            RawCompression::Auto => compression,
-            RawCompression::None => FileCompressionType::UNCOMPRESSED,
-            RawCompression::Gzip => FileCompressionType::GZIP,
-            RawCompression::Zstd => FileCompressionType::ZSTD,
-            RawCompression::Bzip2 => FileCompressionType::BZIP2,
-            RawCompression::Xz => FileCompressionType::XZ,
-        };
+        let (compression, suffix) = file_kind(source, meta);
         groups.insert(suffix, compression);
     }
     if groups.len() > 1 && groups.contains_key("") {
@@ -340,6 +346,18 @@ pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSum
     // DataFusion 55 applies CSV null markers while inferring a schema but not while reading, so
     // columns are read as text and the markers turned into NULLs before the declared cast.
     let reads_markers = source.format == Format::Csv && source.csv.null_values.iter().any(|v| !v.is_empty());
+    // CSV files whose header is not the declared column list are read by column name.
+    let drifted = match &file_schema {
+        Some(schema) if source.format == Format::Csv && source.csv.header => {
+            csv_headers::drifted_headers(ctx, source, schema, &files, |meta| file_kind(source, meta).0).await?
+        }
+        _ => None,
+    };
+    let mut by_name_frames = Vec::new();
+    if let (Some(by_header), Some(schema)) = (drifted, &file_schema) {
+        by_name_frames = csv_headers::read_by_name(ctx, source, schema, reads_markers, by_header)?;
+        groups.clear();
+    }
     for (suffix, compression) in &groups {
         let options = ListingOptions::new(file_format(source, *compression))
             .with_file_extension(suffix.clone())
@@ -364,7 +382,7 @@ pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSum
     }
 
     // One listing per kind of file; several kinds are read as one table.
-    let mut frames = Vec::with_capacity(tables.len());
+    let mut frames = by_name_frames;
     for table in tables {
         frames.push(ctx.read_table(table).map_err(|e| query_error(source, e))?);
     }

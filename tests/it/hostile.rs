@@ -18,11 +18,14 @@ steps:
     query: SELECT COUNT(*) AS lines, COALESCE(MAX(length(line)), 0) AS longest FROM lines
   - name: order_count
     query: SELECT COUNT(*) AS orders FROM orders
+  - name: order_amounts
+    query: SELECT string_agg(order_id || '=' || amount, ' ' ORDER BY order_id) AS amounts FROM orders
 output:
   location: out
 marts:
   line_stats: {}
   order_count: {}
+  order_amounts: {}
 "#;
 
 /// A project that has published once from good files.
@@ -109,5 +112,32 @@ fn an_empty_file_and_a_100_mb_line_are_read() {
     assert_eq!(
         first_column(&project.path("out/order_count/ds=2026-10-31/"), "SELECT orders FROM t"),
         ["1"]
+    );
+}
+
+#[test]
+fn a_csv_file_with_an_added_or_reordered_column_is_read_by_name() {
+    let project = published_project();
+    project.write("exports/orders/later.csv", "order_id,amount,coupon\no2,7,SPRING\n");
+    project.write("exports/orders/reordered.csv", "amount,order_id\n9,o3\n");
+    let mut command = project.lifemap();
+    command.args(["run", "pipelines/hostile.yaml", "--ds", "2026-10-31"]);
+    run_expecting(command, 0);
+    assert_eq!(
+        first_column(
+            &project.path("out/order_amounts/ds=2026-10-31/"),
+            "SELECT amounts FROM t"
+        ),
+        ["o1=5 o2=7 o3=9"]
+    );
+}
+
+#[test]
+fn a_csv_file_without_a_declared_column_is_a_clear_error() {
+    assert_refused(
+        "exports/orders/short.csv",
+        b"order_id,total\no4,5\n".to_vec(),
+        "orders",
+        "short.csv has no column `amount` (its header: order_id, total)",
     );
 }
