@@ -13,11 +13,17 @@ sources:
     location: exports/orders/
     format: csv
     schema: { order_id: string, amount: string }
+  typed:
+    location: exports/typed/
+    format: csv
+    schema: { id: string, amount: double }
 steps:
   - name: line_stats
     query: SELECT COUNT(*) AS lines, COALESCE(MAX(length(line)), 0) AS longest FROM lines
   - name: order_count
     query: SELECT COUNT(*) AS orders FROM orders
+  - name: typed_total
+    query: SELECT SUM(amount) AS total FROM typed
   - name: order_amounts
     query: SELECT string_agg(order_id || '=' || amount, ' ' ORDER BY order_id) AS amounts FROM orders
 output:
@@ -26,6 +32,7 @@ marts:
   line_stats: {}
   order_count: {}
   order_amounts: {}
+  typed_total: {}
 "#;
 
 /// A project that has published once from good files.
@@ -34,6 +41,7 @@ fn published_project() -> Project {
     project.write("pipelines/hostile.yaml", PIPELINE);
     project.write("exports/lines/good.ndjson", "{\"a\":1}\n{\"a\":2}\n");
     project.write("exports/orders/good.csv", "order_id,amount\no1,5\n");
+    project.write("exports/typed/good.csv", "id,amount\na,1.5\n");
     let mut command = project.lifemap();
     command.args(["run", "pipelines/hostile.yaml", "--ds", "2026-10-31"]);
     run_expecting(command, 0);
@@ -139,5 +147,15 @@ fn a_csv_file_without_a_declared_column_is_a_clear_error() {
         b"order_id,total\no4,5\n".to_vec(),
         "orders",
         "short.csv has no column `amount` (its header: order_id, total)",
+    );
+}
+
+#[test]
+fn a_value_of_the_wrong_type_for_a_declared_column_is_a_clear_error() {
+    assert_refused(
+        "exports/typed/bad.csv",
+        b"id,amount\nb,lots\n".to_vec(),
+        "typed",
+        "Error while parsing value 'lots' as type 'Float64' for column 1",
     );
 }
