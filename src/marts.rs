@@ -4,13 +4,13 @@
 //!
 //! ```text
 //!   write (per mart)                      publish (only after every mart is written)
-//!   <out>/_staging/<run_id>/<mart>/...  →  <out>/<mart>/ds=<ds>/part-<run_id>-NNNNN.parquet
+//!   <out>/_staging/ds=<ds>/<run_id>/<mart>/...  →  <out>/<mart>/ds=<ds>/part-<run_id>-NNNNN.parquet
 //!                                          <out>/<mart>/ds=<ds>/_SUCCESS   (manifest, written last)
 //!                                          then files of earlier runs in that partition are deleted
 //! ```
 //!
 //! A run that fails before publishing deletes its staging folder and leaves every published
-//! partition as it was. Object stores have no atomic rename of a folder, so the commit point of a
+//! partition as it was; a killed run's staging folder is deleted by the next run of its `ds` to publish. Object stores have no atomic rename of a folder, so the commit point of a
 //! partition is its `_SUCCESS` manifest: one object written in one PUT, listing exactly the files
 //! of the run that wrote it. A reader that reads the files `_SUCCESS` lists always sees one whole
 //! run; a reader that lists the folder can, for the moment between the new files landing and the
@@ -103,8 +103,14 @@ impl MartWriter {
         }
     }
 
+    /// Staging is grouped by `ds`: a run holds its `ds`'s lock, so any other run's folder there
+    /// belongs to a run that died (see [`Self::discard_abandoned`]).
+    fn staging_of_ds(&self) -> Location {
+        self.root.child("_staging").child(&format!("ds={}", self.ds))
+    }
+
     fn staging(&self) -> Location {
-        self.root.child("_staging").child(&self.run_id)
+        self.staging_of_ds().child(&self.run_id)
     }
 
     /// The published partition of `mart` for this run's `ds`.
@@ -265,22 +271,34 @@ impl MartWriter {
             manifests.push(manifest);
         }
         self.discard().await;
+        self.discard_abandoned().await;
         Ok(manifests)
     }
 
     /// Delete this run's staging folder (best effort: leftovers never become visible).
     pub async fn discard(&self) {
-        let staging = self.staging();
+        self.delete_staged(&self.staging(), |_| true).await;
+    }
+
+    /// Delete what runs of this `ds` that were killed left in staging. Called by a run that holds
+    /// the `ds`'s lock after publishing, so no live run of this `ds` is writing there.
+    async fn discard_abandoned(&self) {
+        let mine = self.staging();
+        self.delete_staged(&self.staging_of_ds(), |path| !path.prefix_matches(&mine.path))
+            .await;
+    }
+
+    async fn delete_staged(&self, folder: &Location, wanted: impl Fn(&ObjectPath) -> bool) {
         let listed: Result<Vec<ObjectPath>, _> = self
             .root
             .store
-            .list(Some(&staging.path))
+            .list(Some(&folder.path))
             .map_ok(|meta| meta.location)
             .try_collect()
             .await;
         match listed {
             Ok(paths) => {
-                for path in paths {
+                for path in paths.into_iter().filter(|path| wanted(path)) {
                     if let Err(err) = self.root.store.delete(&path).await {
                         tracing::warn!(%path, error = %err, "could not delete a staged file");
                     }
@@ -289,15 +307,31 @@ impl MartWriter {
             Err(err) => tracing::warn!(error = %err, "could not list the staging folder"),
         }
         // A local filesystem keeps empty folders behind; object stores have none.
-        if staging.url.scheme() == "file"
-            && let Ok(folder) = staging.url.to_file_path()
+        if folder.url.scheme() == "file"
+            && let Ok(local) = folder.url.to_file_path()
         {
-            let _ = std::fs::remove_dir_all(&folder);
-            if let Some(parent) = folder.parent() {
-                let _ = std::fs::remove_dir(parent);
+            remove_empty_dirs(&local);
+            let mut parent = local.parent();
+            while let Some(dir) = parent {
+                if dir.file_name().is_some_and(|name| name == "_staging") || std::fs::remove_dir(dir).is_err() {
+                    break;
+                }
+                parent = dir.parent();
             }
         }
     }
+}
+
+/// Remove `dir` and every folder below it that holds no file.
+fn remove_empty_dirs(dir: &std::path::Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|kind| kind.is_dir()) {
+                remove_empty_dirs(&entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// The latest published partition of `mart` before `ds`: its `ds` and row count.

@@ -606,3 +606,18 @@ fn a_memory_limit_gives_the_same_marts_or_fails_clearly() {
     );
     assert!(!project.path("starved/customer_journey").exists());
 }
+
+#[test]
+fn a_run_removes_what_killed_runs_of_its_ds_left_in_staging() {
+    let project = fixture::local_shop();
+    let abandoned = "ds=2026-10-31/20260101T000000-deadbeef/revenue/part-00000.parquet";
+    let other_ds = "ds=2026-10-30/20260101T000000-0badf00d/revenue/part-00000.parquet";
+    project.write(&format!("out/_staging/{abandoned}"), "left by a killed run of this ds");
+    project.write(&format!("out/_staging/{other_ds}"), "another ds's run: it may be alive");
+    assert_eq!(run_shop(&project, &["--ds", "2026-10-31"]).code, 0);
+    assert_eq!(files_below(&project.path("out/_staging")), [other_ds]);
+    assert!(
+        !project.path("out/_staging/ds=2026-10-31").exists(),
+        "no empty folders left"
+    );
+}
