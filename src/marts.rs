@@ -306,18 +306,13 @@ impl MartWriter {
             }
             Err(err) => tracing::warn!(error = %err, "could not list the staging folder"),
         }
-        // A local filesystem keeps empty folders behind; object stores have none.
-        if folder.url.scheme() == "file"
-            && let Ok(local) = folder.url.to_file_path()
+        // A local filesystem keeps empty folders behind; object stores have none. The `ds` folder
+        // goes too once empty: this run holds the `ds`'s lock.
+        let ds_folder = self.staging_of_ds();
+        if ds_folder.url.scheme() == "file"
+            && let Ok(local) = ds_folder.url.to_file_path()
         {
             remove_empty_dirs(&local);
-            let mut parent = local.parent();
-            while let Some(dir) = parent {
-                if dir.file_name().is_some_and(|name| name == "_staging") || std::fs::remove_dir(dir).is_err() {
-                    break;
-                }
-                parent = dir.parent();
-            }
         }
     }
 }

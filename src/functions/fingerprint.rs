@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::Int64Array;
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 use foldhash::quality::FixedState;
 
@@ -44,10 +44,7 @@ impl ScalarUDFImpl for Fingerprint {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        match arg_types {
-            [t] if t.is_string() || t.is_null() => Ok(vec![if t.is_null() { DataType::Utf8 } else { t.clone() }]),
-            _ => plan_err!("fingerprint(text) takes one text value; got {arg_types:?}"),
-        }
+        super::one_text_argument(self.name(), arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {

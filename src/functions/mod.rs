@@ -22,6 +22,15 @@ use datafusion::common::{Result, ScalarValue};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
+/// The argument type of a function of one text value: a string type as it is, NULL as `Utf8`.
+pub(crate) fn one_text_argument(function: &str, arg_types: &[DataType]) -> Result<Vec<DataType>> {
+    match arg_types {
+        [t] if t.is_string() => Ok(vec![t.clone()]),
+        [t] if t.is_null() => Ok(vec![DataType::Utf8]),
+        _ => datafusion::common::plan_err!("{function}(text) takes one text value; got {arg_types:?}"),
+    }
+}
+
 /// The text of a string scalar; `None` for NULL or a value that is not text.
 pub(crate) fn scalar_text(scalar: &ScalarValue) -> Option<&str> {
     match scalar {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::DateTime;
 use datafusion::arrow::array::TimestampNanosecondArray;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
-use datafusion::common::{Result, ScalarValue, plan_err};
+use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
 
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -42,10 +42,7 @@ impl ScalarUDFImpl for ParseRfc3339 {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        match arg_types {
-            [t] if t.is_string() || t.is_null() => Ok(vec![if t.is_null() { DataType::Utf8 } else { t.clone() }]),
-            _ => plan_err!("parse_rfc3339(text) takes one text value; got {arg_types:?}"),
-        }
+        super::one_text_argument(self.name(), arg_types)
     }
 
     // The type `CAST(text AS TIMESTAMP)` gives, so the two are interchangeable.

@@ -155,13 +155,10 @@ fn unreachable_storage_is_a_temporary_failure() {
     let project = Project::new();
     fixture::install_pipeline(&project);
     // Fewer, faster retries than the defaults so the test is quick.
-    let pipeline = std::fs::read_to_string(project.path("pipelines/shop.yaml"))
-        .expect("read")
-        .replace(
-            "sources:",
-            "storage:\n  s3:\n    max_retries: 1\n    retry_timeout: 2s\n    connect_timeout: 1s\nsources:",
-        );
-    project.write("pipelines/shop.yaml", pipeline);
+    project.write(
+        "pipelines/shop.yaml",
+        fixture::shop_with_s3_settings(&["max_retries: 1", "retry_timeout: 2s", "connect_timeout: 1s"]),
+    );
     let closed_port = std::net::TcpListener::bind("127.0.0.1:0")
         .expect("bind")
         .local_addr()

@@ -162,6 +162,12 @@ pub fn install_pipeline(project: &super::Project) -> std::path::PathBuf {
     project.write("pipelines/shop.yaml", PIPELINE)
 }
 
+/// The shop pipeline's text with `storage.s3` settings (`key: value` lines) for its S3 client.
+pub fn shop_with_s3_settings(settings: &[&str]) -> String {
+    let block: String = settings.iter().map(|line| format!("    {line}\n")).collect();
+    PIPELINE.replace("sources:", &format!("storage:\n  s3:\n{block}sources:"))
+}
+
 /// Pipeline, SQL and exports in a local project.
 pub fn local_shop() -> super::Project {
     let project = super::Project::new();

@@ -143,6 +143,29 @@ pub fn run_results(project: &Project, marts: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(path).expect("run_results.json")).expect("json")
 }
 
+/// Serve on a random loopback port from a thread and runtime of its own, which outlive every
+/// test's runtime: `serve` gets the bound listener. Returns the address.
+pub fn serve_on_loopback<F, Fut>(serve: F) -> std::net::SocketAddr
+where
+    F: FnOnce(tokio::net::TcpListener) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            sender.send(listener.local_addr().expect("addr")).expect("send addr");
+            serve(listener).await;
+        });
+    });
+    receiver.recv().expect("server address")
+}
+
 /// A runtime for the async helpers below (tests themselves stay synchronous).
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();

@@ -54,27 +54,16 @@ impl FaultProxy {
             rule: Mutex::new(Box::new(|_: &Request| Fault::Pass)),
             injected: Mutex::new(Vec::new()),
         });
-        let (sender, receiver) = std::sync::mpsc::channel();
         let serving = Arc::clone(&shared);
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-                sender.send(listener.local_addr().expect("addr")).expect("send addr");
-                loop {
-                    let Ok((client, _)) = listener.accept().await else {
-                        continue;
-                    };
-                    let _ = client.set_nodelay(true);
-                    tokio::spawn(serve(client, upstream.clone(), Arc::clone(&serving)));
-                }
-            });
+        let address = super::serve_on_loopback(move |listener| async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let _ = client.set_nodelay(true);
+                tokio::spawn(serve(client, upstream.clone(), Arc::clone(&serving)));
+            }
         });
-        let address = receiver.recv().expect("proxy address");
         FaultProxy {
             endpoint: format!("http://{address}"),
             shared,

@@ -17,13 +17,13 @@ fn faulty_shop(test: &str) -> (Project, S3Target, FaultProxy) {
     let s3 = target(test);
     let project = Project::new();
     fixture::install_pipeline(&project);
-    let pipeline = std::fs::read_to_string(project.path("pipelines/shop.yaml"))
-        .expect("read")
-        .replace(
-            "sources:",
-            "storage:\n  s3:\n    max_retries: 4\n    retry_timeout: 30s\n    request_timeout: 2s\n    connect_timeout: 1s\nsources:",
-        )
-        .replace(
+    let pipeline = fixture::shop_with_s3_settings(&[
+        "max_retries: 4",
+        "retry_timeout: 30s",
+        "request_timeout: 2s",
+        "connect_timeout: 1s",
+    ])
+    .replace(
             "output:",
             "  - name: big\n    query: SELECT value AS n, sha256(CAST(value AS VARCHAR)) AS digest FROM generate_series(1, 100000)\noutput:",
         )
