@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::s3_mart;
+use super::{s3_command, s3_mart};
 use crate::common::fixture::{self, EVENTS_PER_CUSTOMER_1031};
 use crate::common::proxy::{Fault, FaultProxy, Request};
 use crate::common::s3::{S3Target, target};
@@ -49,18 +49,7 @@ fn faulty_shop(test: &str) -> (Project, S3Target, FaultProxy) {
 fn run_through(project: &Project, s3: &S3Target, proxy: &FaultProxy, extra: &[&str]) -> Outcome {
     let mut via_proxy = s3.clone();
     via_proxy.endpoint = proxy.endpoint.clone();
-    let mut command = project.lifemap();
-    via_proxy.configure(&mut command);
-    command.args([
-        "run",
-        "pipelines/shop.yaml",
-        "--ds",
-        "2026-10-31",
-        "--var",
-        &format!("exports={}", s3.uri("exports")),
-        "--var",
-        &format!("out={}", s3.uri("out")),
-    ]);
+    let mut command = s3_command(project, &via_proxy, &["--ds", "2026-10-31"]);
     command.args(extra);
     run(command)
 }
