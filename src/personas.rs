@@ -17,16 +17,7 @@ use rand_xoshiro::Xoshiro256Plus;
 use rand_xoshiro::rand_core::SeedableRng;
 use serde::Serialize;
 
-/// How clusters are named.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Naming {
-    /// "High log_monetary, low recency_days": works for any features.
-    #[default]
-    Generic,
-    /// Customer personas in words an executive reads; expects [`CUSTOMER_FEATURES`].
-    Customers,
-}
+pub use lifemap_syntax::pipeline::Naming;
 
 /// The features `Naming::Customers` reads, as the bundled `persona_features` step names them.
 pub const CUSTOMER_FEATURES: [&str; 5] = [

@@ -8,8 +8,6 @@
 //! The result, [`Pipeline`], is everything a run needs, for one logical date.
 
 pub mod checks;
-pub mod interpolate;
-pub mod raw;
 pub mod report;
 
 use std::collections::{BTreeMap, HashSet};
@@ -22,6 +20,11 @@ use chrono_tz::Tz;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::parquet::basic::{Compression, GzipLevel, ZstdLevel};
 use sha2::{Digest, Sha256};
+
+pub use lifemap_syntax::suggest::did_you_mean;
+pub use lifemap_syntax::units::{parse_bytes, parse_duration};
+/// The file as written, and `${ENV}` placeholders: in lifemap-syntax, which the fuzz targets test.
+pub use lifemap_syntax::{interpolate, pipeline as raw};
 
 use crate::template::TemplateContext;
 use interpolate::interpolate;
@@ -84,16 +87,6 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
-
-/// The closest candidate to `word`, when one is close enough to be a likely typo.
-pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    candidates
-        .into_iter()
-        .map(|candidate| (strsim::jaro_winkler(word, candidate), candidate))
-        .filter(|(score, _)| *score > 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, candidate)| candidate.to_string())
-}
 
 /// The logical date of a run and the instants derived from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -379,37 +372,16 @@ pub fn load(path: &Path, overrides: &Overrides) -> Result<Pipeline, Diagnostics>
 
 /// Phase one: YAML into [`RawPipeline`].
 pub fn parse(path: &Path, text: &str) -> Result<RawPipeline, Diagnostics> {
-    serde_yaml::from_str(text).map_err(|err| Diagnostics(vec![yaml_diagnostic(path, &err)]))
-}
-
-fn yaml_diagnostic(path: &Path, err: &serde_yaml::Error) -> Diagnostic {
-    let full = err.to_string();
-    // serde_yaml renders "<key path>: <message> at line L column C"; we show the location first.
-    let without_location = match full.rfind(" at line ") {
-        Some(index) => &full[..index],
-        None => full.as_str(),
-    };
-    let (key, message) = match without_location.split_once(": ") {
-        Some((key, message)) if !key.contains(' ') => (Some(key.to_string()), message.to_string()),
-        _ => (None, without_location.to_string()),
-    };
-    let hint = unknown_field_hint(&message);
-    Diagnostic {
-        file: path.to_path_buf(),
-        line: err.location().map(|l| l.line()),
-        column: err.location().map(|l| l.column()),
-        key,
-        message,
-        hint,
-    }
-}
-
-/// For serde's "unknown field `x`, expected one of `a`, `b`", suggest the closest expected key.
-fn unknown_field_hint(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
-    let (field, expected) = rest.split_once('`')?;
-    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
-    did_you_mean(field, candidates.iter().copied()).map(|close| format!("did you mean `{close}`?"))
+    raw::parse(text).map_err(|err| {
+        Diagnostics(vec![Diagnostic {
+            file: path.to_path_buf(),
+            line: err.line,
+            column: err.column,
+            key: err.key,
+            message: err.message,
+            hint: err.hint,
+        }])
+    })
 }
 
 /// Best-effort position of a setting in the file: each needle is searched after the previous one.
@@ -1340,50 +1312,6 @@ pub fn parse_type(text: &str) -> Result<DataType, String> {
         }
     };
     Ok(data_type)
-}
-
-/// `30s`, `500ms`, `5m`, `1h`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let text = text.trim();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like `30s`"))?;
-    let seconds = match unit.trim() {
-        "ms" => number / 1000.0,
-        "s" | "" => number,
-        "m" | "min" => number * 60.0,
-        "h" => number * 3600.0,
-        "d" => number * 86400.0,
-        _ => return Err(format!("`{text}` is not a duration: use ms, s, m, h or d")),
-    };
-    Ok(Duration::from_secs_f64(seconds))
-}
-
-/// `4GiB`, `512MiB`, `2GB`, `1048576`.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
-    let trimmed = text.trim();
-    let split = trimmed
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(trimmed.len());
-    let (number, unit) = trimmed.split_at(split);
-    let number: f64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a size like `4GiB`"))?;
-    let factor: f64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1.0,
-        "kb" => 1e3,
-        "kib" | "k" => 1024.0,
-        "mb" => 1e6,
-        "mib" | "m" => 1024.0 * 1024.0,
-        "gb" => 1e9,
-        "gib" | "g" => 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(format!("`{text}` is not a size: use B, KiB, MiB, GiB (or KB, MB, GB)")),
-    };
-    Ok((number * factor) as u64)
 }
 
 fn yaml_scalar_text(value: &serde_yaml::Value) -> Option<String> {

@@ -16,7 +16,7 @@ use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::{
     ColumnarValue, ReturnFieldArgs, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility,
 };
-use jiter::{Jiter, JiterResult, Peek};
+use lifemap_syntax::json::{FieldReader, MAX_PATHS};
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct JsonFields {
@@ -36,8 +36,8 @@ impl Default for JsonFields {
 
 /// The paths asked for, from the literal arguments after the line.
 fn paths_of(scalars: &[Option<&ScalarValue>]) -> Result<Vec<String>> {
-    if scalars.len() < 2 || scalars.len() > 65 {
-        return plan_err!("json_fields(line, 'path', ...) takes a line and 1 to 64 paths");
+    if scalars.len() < 2 || scalars.len() > MAX_PATHS + 1 {
+        return plan_err!("json_fields(line, 'path', ...) takes a line and 1 to {MAX_PATHS} paths");
     }
     scalars[1..]
         .iter()
@@ -91,7 +91,7 @@ impl ScalarUDFImpl for JsonFields {
         let DataType::Struct(fields) = args.return_field.data_type() else {
             return exec_err!("json_fields: unexpected return type {}", args.return_field.data_type());
         };
-        let paths: Vec<Vec<&str>> = fields.iter().map(|f| f.name().split('.').collect()).collect();
+        let paths: Vec<String> = fields.iter().map(|f| f.name().clone()).collect();
         let lines = args.args[0].to_array(args.number_rows)?;
         let lines: ArrayRef = if matches!(lines.data_type(), DataType::Utf8) {
             lines
@@ -107,41 +107,20 @@ impl ScalarUDFImpl for JsonFields {
     }
 }
 
-/// Values found in one line: byte ranges into a scratch buffer, per path.
-struct Found {
-    scratch: String,
-    ranges: Vec<Option<(usize, usize)>>,
-}
-
-fn extract<'a>(lines: impl Iterator<Item = Option<&'a str>>, fields: Fields, paths: &[Vec<&str>]) -> StructArray {
+fn extract<'a>(lines: impl Iterator<Item = Option<&'a str>>, fields: Fields, paths: &[String]) -> StructArray {
     let (rows, _) = lines.size_hint();
     let mut builders: Vec<StringBuilder> = paths
         .iter()
         .map(|_| StringBuilder::with_capacity(rows, rows * 12))
         .collect();
     let mut valid = Vec::with_capacity(rows);
-    let mut found = Found {
-        scratch: String::with_capacity(256),
-        ranges: vec![None; paths.len()],
-    };
-    let all = if paths.len() == 64 {
-        u64::MAX
-    } else {
-        (1u64 << paths.len()) - 1
-    };
+    let mut reader = FieldReader::new(paths);
     for line in lines {
-        found.scratch.clear();
-        found.ranges.iter_mut().for_each(|range| *range = None);
-        let parsed = line.is_some_and(|line| {
-            let mut jiter = Jiter::new(line.as_bytes());
-            matches!(jiter.peek(), Ok(Peek::Object))
-                && read_object(&mut jiter, paths, all, 0, &mut found).is_ok()
-                && jiter.finish().is_ok()
-        });
+        let parsed = line.is_some_and(|line| reader.read(line));
         valid.push(parsed);
-        for (builder, range) in builders.iter_mut().zip(&found.ranges) {
-            match range {
-                Some((start, end)) if parsed => builder.append_value(&found.scratch[*start..*end]),
+        for (index, builder) in builders.iter_mut().enumerate() {
+            match reader.get(index) {
+                Some(value) if parsed => builder.append_value(value),
                 _ => builder.append_null(),
             }
         }
@@ -153,54 +132,6 @@ fn extract<'a>(lines: impl Iterator<Item = Option<&'a str>>, fields: Fields, pat
     StructArray::new(fields, columns, Some(NullBuffer::from(valid)))
 }
 
-/// Read the object the parser is at, keeping the string values of the `wanted` paths (a bit
-/// per path) whose first `depth` keys led here, and skipping (but still validating) the rest.
-fn read_object(
-    jiter: &mut Jiter,
-    paths: &[Vec<&str>],
-    wanted: u64,
-    depth: usize,
-    found: &mut Found,
-) -> JiterResult<()> {
-    let mut first = true;
-    loop {
-        let key = if first { jiter.next_object()? } else { jiter.next_key()? };
-        first = false;
-        let Some(name) = key else { return Ok(()) };
-        let here = bits(wanted)
-            .filter(|&p| paths[p][depth] == name)
-            .fold(0u64, |mask, p| mask | 1 << p);
-        let peek = jiter.peek()?;
-        let leaves = bits(here)
-            .filter(|&p| paths[p].len() == depth + 1)
-            .fold(0u64, |mask, p| mask | 1 << p);
-        let deeper = here & !leaves;
-        if peek == Peek::String && leaves != 0 {
-            let value = jiter.known_str()?;
-            let start = found.scratch.len();
-            found.scratch.push_str(value);
-            for p in bits(leaves) {
-                found.ranges[p].get_or_insert((start, found.scratch.len()));
-            }
-        } else if peek == Peek::Object && deeper != 0 {
-            read_object(jiter, paths, deeper, depth + 1, found)?;
-        } else {
-            jiter.known_skip(peek)?;
-        }
-    }
-}
-
-/// The indexes of the set bits of `mask`.
-fn bits(mut mask: u64) -> impl Iterator<Item = usize> {
-    std::iter::from_fn(move || {
-        (mask != 0).then(|| {
-            let bit = mask.trailing_zeros() as usize;
-            mask &= mask - 1;
-            bit
-        })
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use datafusion::arrow::array::StringArray;
@@ -209,9 +140,8 @@ mod tests {
 
     fn run(lines: &[Option<&str>], paths: &[&str]) -> Vec<Option<Vec<Option<String>>>> {
         let owned: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
-        let split: Vec<Vec<&str>> = owned.iter().map(|p| p.split('.').collect()).collect();
         let array = StringArray::from(lines.to_vec());
-        let result = extract(array.iter(), fields_of(&owned), &split);
+        let result = extract(array.iter(), fields_of(&owned), &owned);
         (0..result.len())
             .map(|row| {
                 result.is_valid(row).then(|| {

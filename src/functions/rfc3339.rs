@@ -8,11 +8,11 @@
 
 use std::sync::Arc;
 
-use chrono::DateTime;
 use datafusion::arrow::array::TimestampNanosecondArray;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::common::{Result, ScalarValue};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs, ScalarUDFImpl, Signature, Volatility};
+use lifemap_syntax::timestamp::parse_rfc3339_nanos;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ParseRfc3339 {
@@ -25,11 +25,6 @@ impl Default for ParseRfc3339 {
             signature: Signature::user_defined(Volatility::Immutable),
         }
     }
-}
-
-/// Nanoseconds since the epoch (UTC) of an RFC 3339 timestamp with an offset.
-pub fn parse_rfc3339_nanos(text: &str) -> Option<i64> {
-    DateTime::parse_from_rfc3339(text.trim()).ok()?.timestamp_nanos_opt()
 }
 
 impl ScalarUDFImpl for ParseRfc3339 {
@@ -59,31 +54,6 @@ impl ScalarUDFImpl for ParseRfc3339 {
             ColumnarValue::Array(array) => Ok(ColumnarValue::Array(Arc::new(TimestampNanosecondArray::from(
                 super::map_text(array, |value| value.and_then(parse_rfc3339_nanos)),
             )))),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn offsets_are_required_and_applied() {
-        let at = |text: &str| parse_rfc3339_nanos(text).map(|n| DateTime::from_timestamp_nanos(n).to_rfc3339());
-        assert_eq!(
-            at("2026-10-01T09:30:00+02:00").as_deref(),
-            Some("2026-10-01T07:30:00+00:00")
-        );
-        assert_eq!(
-            at("2026-10-01 07:30:00.25Z").as_deref(),
-            Some("2026-10-01T07:30:00.250+00:00")
-        );
-        assert_eq!(
-            at("2026-10-01T07:30:00-05:30").as_deref(),
-            Some("2026-10-01T13:00:00+00:00")
-        );
-        for not_rfc3339 in ["2026-10-01T07:30:00", "2026-10-01", "2026-10-01 07:30", "yesterday", ""] {
-            assert_eq!(at(not_rfc3339), None, "{not_rfc3339}");
         }
     }
 }

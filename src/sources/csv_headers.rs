@@ -16,6 +16,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::prelude::{DataFrame, SessionContext, ident};
+use lifemap_syntax::csv::split_header;
 use object_store::{ObjectMeta, ObjectStoreExt};
 
 use super::{file_format, file_kind, query_error};
@@ -161,43 +162,9 @@ fn first_line(start: bytes::Bytes, compression: FileCompressionType) -> String {
     String::from_utf8_lossy(line).into_owned()
 }
 
-/// Column names of a header line: split on the delimiter outside quotes, quotes removed.
-fn split_header(line: &str, delimiter: u8, quote: u8) -> Vec<String> {
-    let (delimiter, quote) = (delimiter as char, quote as char);
-    let mut names = Vec::new();
-    let mut current = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == quote {
-            if quoted && chars.peek() == Some(&quote) {
-                current.push(quote);
-                chars.next();
-            } else {
-                quoted = !quoted;
-            }
-        } else if c == delimiter && !quoted {
-            names.push(std::mem::take(&mut current).trim().to_string());
-        } else {
-            current.push(c);
-        }
-    }
-    names.push(current.trim().to_string());
-    names
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn header_names_are_split_outside_quotes() {
-        assert_eq!(
-            split_header("a,\"b,c\",\"d\"\"e\", f ", b',', b'"'),
-            ["a", "b,c", "d\"e", "f"]
-        );
-        assert_eq!(split_header("x;y", b';', b'"'), ["x", "y"]);
-    }
 
     #[test]
     fn the_first_line_of_a_gzip_start() {

@@ -39,6 +39,7 @@ use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::projection::ProjectionExprs;
 use datafusion::physical_plan::{ExecutionPlan, apply_expression_roots};
 use futures::stream::{BoxStream, StreamExt};
+use lifemap_syntax::lines::LineSplitter;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt};
 
 /// Name of the one column of a `lines` source.
@@ -218,7 +219,7 @@ impl FileOpener for LinesOpener {
                     let reader = compression.convert_read(file)?;
                     futures::stream::iter(ReadChunks {
                         reader,
-                        name: batcher.file.clone(),
+                        name: batcher.rows.file.clone(),
                         done: false,
                     })
                     .boxed()
@@ -313,82 +314,63 @@ fn batches(chunks: BoxStream<'static, Result<Bytes>>, batcher: LineBatcher) -> B
 
 /// Splits bytes into lines and lines into record batches of `batch_size` rows.
 struct LineBatcher {
+    splitter: LineSplitter,
+    rows: RowBuilder,
+}
+
+/// The rows of the batch being built.
+struct RowBuilder {
     file: String,
     batch_size: usize,
     keep_text: bool,
-    /// The start of a line whose end is in a later chunk.
-    partial: Vec<u8>,
     values: Vec<u8>,
     offsets: Vec<i32>,
     /// Line number in the file of each row of the batch, for error messages.
     line_numbers: Vec<u64>,
     rows: usize,
-    lines_seen: u64,
 }
 
 impl LineBatcher {
     fn new(file: String, batch_size: usize, keep_text: bool) -> Self {
         Self {
-            file,
-            batch_size: batch_size.max(1),
-            keep_text,
-            partial: Vec::new(),
-            values: Vec::new(),
-            offsets: vec![0],
-            line_numbers: Vec::new(),
-            rows: 0,
-            lines_seen: 0,
+            splitter: LineSplitter::new(),
+            rows: RowBuilder {
+                file,
+                batch_size: batch_size.max(1),
+                keep_text,
+                values: Vec::new(),
+                offsets: vec![0],
+                line_numbers: Vec::new(),
+                rows: 0,
+            },
         }
     }
 
     fn push(&mut self, chunk: &[u8], ready: &mut VecDeque<RecordBatch>) -> Result<()> {
-        let mut rest = chunk;
-        if !self.partial.is_empty() {
-            let Some(end) = memchr::memchr(b'\n', rest) else {
-                self.partial.extend_from_slice(rest);
-                return Ok(());
-            };
-            self.partial.extend_from_slice(&rest[..end]);
-            let line = std::mem::take(&mut self.partial);
-            self.add(&line, ready)?;
-            self.partial = line;
-            self.partial.clear();
-            rest = &rest[end + 1..];
-        }
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', rest) {
-            self.add(&rest[start..end], ready)?;
-            start = end + 1;
-        }
-        self.partial.extend_from_slice(&rest[start..]);
-        Ok(())
+        let Self { splitter, rows } = self;
+        splitter.push(chunk, |number, line| rows.add(number, line, ready))
     }
 
     fn finish(&mut self, ready: &mut VecDeque<RecordBatch>) -> Result<()> {
-        if !self.partial.is_empty() {
-            let line = std::mem::take(&mut self.partial);
-            self.add(&line, ready)?;
-        }
-        self.flush(ready)
+        let Self { splitter, rows } = self;
+        splitter.finish(|number, line| rows.add(number, line, ready))?;
+        rows.flush(ready)
     }
+}
 
-    fn add(&mut self, line: &[u8], ready: &mut VecDeque<RecordBatch>) -> Result<()> {
-        self.lines_seen += 1;
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
-            return Ok(());
-        }
+impl RowBuilder {
+    fn add(&mut self, number: u64, line: &[u8], ready: &mut VecDeque<RecordBatch>) -> Result<()> {
         if self.keep_text {
             if self.values.len() + line.len() > i32::MAX as usize {
                 self.flush(ready)?;
                 if line.len() > i32::MAX as usize {
-                    return Err(self.error(format!("line {} is longer than 2 GiB", self.lines_seen)));
+                    return Err(self.error(format!("line {number} is longer than 2 GiB")));
                 }
             }
             self.values.extend_from_slice(line);
             // In range: checked above.
             self.offsets.push(self.values.len() as i32);
-            self.line_numbers.push(self.lines_seen);
+            self.line_numbers.push(number);
         }
         self.rows += 1;
         if self.rows == self.batch_size {
@@ -413,7 +395,7 @@ impl LineBatcher {
         }
         if let Err(e) = std::str::from_utf8(&self.values) {
             let bad_row = self.offsets[1..].partition_point(|&end| (end as usize) <= e.valid_up_to());
-            let line = self.line_numbers.get(bad_row).copied().unwrap_or(self.lines_seen);
+            let line = self.line_numbers.get(bad_row).copied().unwrap_or_default();
             return Err(self.error(format!("invalid UTF-8 data for line {line}")));
         }
         let capacity = self.values.len() + self.values.len() / 8;

@@ -262,3 +262,19 @@ fn datafusion_settings_from_the_environment_are_applied() {
     let outcome = validate_with_batch_size("1024");
     assert_eq!(outcome.code, 0, "{}{}", outcome.stdout, outcome.stderr);
 }
+
+#[test]
+fn a_duration_too_long_to_hold_is_an_error_not_a_panic() {
+    // Found by the pipeline_file fuzz target (fuzz/regressions/pipeline_file/duration-overflow-*).
+    let outcome = validate(
+        &VALID.replace(
+            "  location: out",
+            "  location: out\n  lock_timeout: 44444444444444444444s",
+        ),
+        &[],
+    );
+    assert_reports(
+        &outcome,
+        &["pipelines/p.yaml:14:3: output.lock_timeout: `44444444444444444444s` is too long a duration"],
+    );
+}

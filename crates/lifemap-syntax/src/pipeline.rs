@@ -2,10 +2,71 @@
 //!
 //! Every struct denies unknown fields, so a typo is an error with a line and column rather than a
 //! silently ignored setting. Nothing here is resolved yet: strings may still hold `${ENV}`
-//! placeholders and `{{ var }}` templates; [`super::compile`] turns this into a [`super::Pipeline`].
+//! placeholders and `{{ var }}` templates; lifemap's `config::compile` turns this into a pipeline.
 
 use indexmap::IndexMap;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+
+use crate::suggest::did_you_mean;
+
+/// Why a pipeline file could not be read as one, and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyntaxError {
+    /// 1-based line and column of the offending text, when the parser knows it.
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    /// The dotted key path the error is under, e.g. `sources.events.format`.
+    pub key: Option<String>,
+    pub message: String,
+    /// "did you mean `x`?" for a misspelt key.
+    pub hint: Option<String>,
+}
+
+/// Parse a pipeline file's text. Anchors and aliases are expanded by serde_yaml, which refuses
+/// documents whose expansion would be far larger than the text (billion laughs) and deep nesting.
+pub fn parse(text: &str) -> Result<RawPipeline, SyntaxError> {
+    serde_yaml::from_str(text).map_err(|err| syntax_error(&err))
+}
+
+fn syntax_error(err: &serde_yaml::Error) -> SyntaxError {
+    let full = err.to_string();
+    // serde_yaml renders "<key path>: <message> at line L column C"; the location is kept apart.
+    let without_location = match full.rfind(" at line ") {
+        Some(index) => &full[..index],
+        None => full.as_str(),
+    };
+    let (key, message) = match without_location.split_once(": ") {
+        Some((key, message)) if !key.contains(' ') => (Some(key.to_string()), message.to_string()),
+        _ => (None, without_location.to_string()),
+    };
+    let hint = unknown_field_hint(&message);
+    SyntaxError {
+        line: err.location().map(|l| l.line()),
+        column: err.location().map(|l| l.column()),
+        key,
+        message,
+        hint,
+    }
+}
+
+/// For serde's "unknown field `x`, expected one of `a`, `b`", suggest the closest expected key.
+fn unknown_field_hint(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `")?;
+    let (field, expected) = rest.split_once('`')?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    did_you_mean(field, candidates.iter().copied()).map(|close| format!("did you mean `{close}`?"))
+}
+
+/// How persona clusters are named.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Naming {
+    /// "High log_monetary, low recency_days": works for any features.
+    #[default]
+    Generic,
+    /// Customer personas in words an executive reads; expects lifemap's customer features.
+    Customers,
+}
 
 /// A whole pipeline file.
 #[derive(Debug, Deserialize)]
@@ -398,7 +459,7 @@ pub struct RawKMeans {
     pub order_by: Option<String>,
     /// `generic` (default) or `customers` (persona names for the bundled persona features).
     #[serde(default)]
-    pub naming: Option<crate::personas::Naming>,
+    pub naming: Option<Naming>,
 }
 
 /// The report: templates, recipients, the marts it reads and how it is delivered.
