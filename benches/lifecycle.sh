@@ -3,6 +3,7 @@
 #
 #   benches/lifecycle.sh                  # 1M and 10M events, 3 runs each
 #   RUNS=5 benches/lifecycle.sh 1000000   # other sizes and run counts
+#   MEMORY_LIMIT=1GiB benches/lifecycle.sh 10000000   # runs with --memory-limit
 #
 # Prints a Markdown table: wall time (median of the runs), events per second and peak RSS of
 # `lifemap run`, after generating the data once per size with `lifemap sample-data --events N`.
@@ -21,7 +22,11 @@ mkdir -p "$work"
 
 median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
+limit=()
+if [ -n "${MEMORY_LIMIT:-}" ]; then limit=(--memory-limit "$MEMORY_LIMIT"); fi
+
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
+echo "memory limit: ${MEMORY_LIMIT:-none}"
 echo
 echo "| events | input files (MiB) | generate (s) | run wall (s, median of $runs) | events/s | peak RSS (MiB) |"
 echo "|---:|---:|---:|---:|---:|---:|"
@@ -39,7 +44,7 @@ for events in "${sizes[@]}"; do
   : > "$work/walls"; : > "$work/rss"
   for _ in $(seq "$runs"); do
     /usr/bin/time -f "%e %M" -o "$work/run.time" "$bin" -q run pipelines/customer_lifecycle.yaml --ds 2026-10-31 \
-      --var "exports_uri=$data" --var "marts_uri=$work/marts-$events" > "$work/run.out"
+      --var "exports_uri=$data" --var "marts_uri=$work/marts-$events" "${limit[@]}" > "$work/run.out"
     read -r wall rss < "$work/run.time"
     echo "$wall" >> "$work/walls"; echo "$rss" >> "$work/rss"
   done

@@ -3,7 +3,7 @@
 //! Every session lifemap creates — for a run, `validate` or `plan` — comes from here, so they all
 //! see the same settings and SQL functions.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use datafusion::execution::memory_pool::FairSpillPool;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -13,8 +13,21 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use crate::config::Pipeline;
 use crate::error::Error;
 
+/// Told the run's memory limit before a session is built: the binary returns freed memory to the
+/// OS promptly under a limit, and keeps it for reuse without one (see main.rs). The library does
+/// not choose the allocator, so it only passes the word on.
+static MEMORY_LIMIT_HOOK: OnceLock<fn(Option<u64>)> = OnceLock::new();
+
+/// Register the function [`create`] calls with the run's memory limit (the first one wins).
+pub fn on_memory_limit(hook: fn(Option<u64>)) {
+    let _ = MEMORY_LIMIT_HOOK.set(hook);
+}
+
 /// A session configured for `pipeline`, with its object stores registered.
 pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
+    if let Some(hook) = MEMORY_LIMIT_HOOK.get() {
+        hook(pipeline.engine.memory_limit);
+    }
     let engine = &pipeline.engine;
     // DATAFUSION_* variables tune the engine as in datafusion-cli
     // (DATAFUSION_EXECUTION_BATCH_SIZE=..., DATAFUSION_OPTIMIZER_...); the pipeline's engine

@@ -14,6 +14,7 @@ use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
+use datafusion::physical_plan::ExecutionPlanProperties;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::DFParserBuilder;
 use datafusion::sql::resolve::resolve_table_references;
@@ -21,6 +22,8 @@ use datafusion::sql::resolve::resolve_table_references;
 use crate::config::{Diagnostic, Diagnostics, Pipeline, Step, did_you_mean};
 use crate::error::Error;
 use crate::personas::KMeansSpec;
+
+mod on_disk;
 
 /// The steps of a pipeline in the order they run, with what each reads.
 #[derive(Debug, Clone)]
@@ -321,6 +324,10 @@ pub struct StepOutcome {
     pub materialized: bool,
     /// Known for materialised steps; a view's rows are counted where it is read.
     pub rows: Option<u64>,
+    /// Bytes of Parquet a materialised step was held in because it passed its share of
+    /// `--memory-limit` (see `on_disk`); absent when it was held in memory.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_on_disk: Option<u64>,
     pub duration_ms: u64,
     /// What a non-SQL step found (for k-means: k, silhouette, inertia, persona sizes).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -434,6 +441,7 @@ pub async fn run_step(
             name: step.name.clone(),
             materialized: true,
             rows,
+            bytes_on_disk: None,
             duration_ms: started.elapsed().as_millis() as u64,
             details: Some(details),
             schema: Some(schema),
@@ -442,64 +450,42 @@ pub async fn run_step(
     let frame = plan_step(ctx, step).await?;
     let materialize = materializes(pipeline, graph, index);
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
+    let mut bytes_on_disk = None;
     let rows = if materialize {
         let task_ctx = Arc::new(frame.task_ctx());
         let plan = frame
             .create_physical_plan()
             .await
             .map_err(|source| step_error(step, source))?;
-        let partitions = collect_compacted(Arc::clone(&plan), task_ctx)
+        let budget = on_disk::Budget::for_limit(
+            pipeline.engine.memory_limit,
+            plan.output_partitioning().partition_count(),
+        );
+        let held = on_disk::hold(Arc::clone(&plan), task_ctx, budget, compact)
             .await
             .map_err(|source| step_error(step, source))?;
         // The executed plan with each operator's rows and time: where to look when a step is slow.
         tracing::debug!(step = %step.name, "executed plan:\n{}",
             datafusion::physical_plan::display::DisplayableExecutionPlan::with_metrics(plan.as_ref()).indent(true));
-        let rows = partitions.iter().flatten().map(|batch| batch.num_rows() as u64).sum();
-        let table = MemTable::try_new(Arc::clone(&schema), partitions).map_err(|source| step_error(step, source))?;
-        ctx.register_table(step.name.as_str(), Arc::new(table))
+        ctx.register_table(step.name.as_str(), held.table)
             .map_err(|source| step_error(step, source))?;
-        Some(rows)
+        bytes_on_disk = held.bytes_on_disk;
+        Some(held.rows)
     } else {
         ctx.register_table(step.name.as_str(), frame.into_view())
             .map_err(|source| step_error(step, source))?;
         None
     };
-    tracing::info!(step = %step.name, materialized = materialize, rows, elapsed_ms = started.elapsed().as_millis() as u64, "step ready");
+    tracing::info!(step = %step.name, materialized = materialize, rows, bytes_on_disk, elapsed_ms = started.elapsed().as_millis() as u64, "step ready");
     Ok(StepOutcome {
         name: step.name.clone(),
         materialized: materialize,
         rows,
+        bytes_on_disk,
         duration_ms: started.elapsed().as_millis() as u64,
         details: None,
         schema: Some(schema),
     })
-}
-
-/// Every output partition of `plan`, each batch compacted as it arrives (so the wasted buffers
-/// are freed during the step, not after it), one task per partition as in `collect_partitioned`.
-async fn collect_compacted(
-    plan: Arc<dyn datafusion::physical_plan::ExecutionPlan>,
-    task_ctx: Arc<datafusion::execution::TaskContext>,
-) -> datafusion::error::Result<Vec<Vec<RecordBatch>>> {
-    use futures::StreamExt;
-    let streams = datafusion::physical_plan::execute_stream_partitioned(plan, task_ctx)?;
-    let mut tasks = tokio::task::JoinSet::new();
-    for (index, mut stream) in streams.into_iter().enumerate() {
-        tasks.spawn(async move {
-            let mut batches = Vec::new();
-            while let Some(batch) = stream.next().await {
-                batches.push(compact(batch?)?);
-            }
-            Ok::<_, datafusion::error::DataFusionError>((index, batches))
-        });
-    }
-    let mut partitions = vec![Vec::new(); tasks.len()];
-    while let Some(joined) = tasks.join_next().await {
-        let (index, batches) =
-            joined.map_err(|error| datafusion::error::DataFusionError::External(Box::new(error)))??;
-        partitions[index] = batches;
-    }
-    Ok(partitions)
 }
 
 /// The batch with every text column that holds far more bytes than its values show copied into
