@@ -23,6 +23,16 @@ pub fn on_memory_limit(hook: fn(Option<u64>)) {
     let _ = MEMORY_LIMIT_HOOK.set(hook);
 }
 
+/// Partitions of a run that reads from an object store, unless the pipeline or environment says.
+const OBJECT_STORE_PARTITIONS: usize = 16;
+
+fn reads_object_store(pipeline: &Pipeline) -> bool {
+    pipeline
+        .sources
+        .iter()
+        .any(|source| source.location.starts_with("s3://"))
+}
+
 /// A session configured for `pipeline`, with its object stores registered.
 pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
     if let Some(hook) = MEMORY_LIMIT_HOOK.get() {
@@ -49,8 +59,19 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
     // A source folder is read with everything below it, and a glob may span folders
     // (`sales/*/part-*.csv`): DataFusion would otherwise match globs against the first level only.
     config.options_mut().execution.listing_table_ignore_subdirectory = false;
-    if let Some(partitions) = engine.target_partitions {
-        config = config.with_target_partitions(partitions);
+    match engine.target_partitions {
+        Some(partitions) => config = config.with_target_partitions(partitions),
+        // An object store answers a request in tens of milliseconds, and a scan reads its
+        // partition's files one after another: with 2 partitions (2 cores), reading 365 daily
+        // files from Garage took 8 s where local files took 1 s. More partitions, more requests
+        // in flight (1M events: 19.9 s from S3 at 2 partitions, 6.3 s at 16, 5.2 s locally).
+        None if reads_object_store(pipeline)
+            && std::env::var_os("DATAFUSION_EXECUTION_TARGET_PARTITIONS").is_none() =>
+        {
+            let partitions = config.target_partitions().max(OBJECT_STORE_PARTITIONS);
+            config = config.with_target_partitions(partitions);
+        }
+        None => {}
     }
 
     // One session per run: the listing cache can only hide files that arrived mid-run.
