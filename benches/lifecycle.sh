@@ -10,34 +10,22 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-# --benches: the feature set `cargo bench` uses too, so one release build serves both.
-cargo build --release --bins --benches --quiet
-bin="$CARGO_TARGET_DIR/release/lifemap"
-work="${LIFEMAP_BENCH_DIR:-${TMPDIR:-/tmp}/lifemap-bench}"
-runs="${RUNS:-3}"
+# shellcheck source=benches/common.sh
+source benches/common.sh
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(1000000 10000000)
-mkdir -p "$work"
-
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
 limit=()
 if [ -n "${MEMORY_LIMIT:-}" ]; then limit=(--memory-limit "$MEMORY_LIMIT"); fi
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
+machine
 echo "memory limit: ${MEMORY_LIMIT:-none}"
 echo
 echo "| events | input files (MiB) | generate (s) | run wall (s, median of $runs) | events/s | peak RSS (MiB) |"
 echo "|---:|---:|---:|---:|---:|---:|"
 for events in "${sizes[@]}"; do
   data="$work/exports-$events"
-  if [ ! -f "$data/.complete" ]; then
-    rm -rf "$data"
-    /usr/bin/time -f "%e" -o "$work/generate.time" "$bin" sample-data --events "$events" --out "$data" > "$work/stats-$events.json"
-    cp "$work/generate.time" "$data/.generate-seconds"
-    touch "$data/.complete"
-  fi
+  ensure_exports "$events"
   generated=$(cat "$data/.generate-seconds")
   actual=$(sed -E 's/.*"events":([0-9]+).*/\1/' "$work/stats-$events.json")
   size=$(du -sm "$data" | cut -f1)

@@ -11,19 +11,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
-cargo build --release --bins --benches --quiet
-bin="$CARGO_TARGET_DIR/release/lifemap"
-work="${LIFEMAP_BENCH_DIR:-${TMPDIR:-/tmp}/lifemap-bench}"
-runs="${RUNS:-3}"
+# shellcheck source=benches/common.sh
+source benches/common.sh
 events="${1:-1000000}"
 data="$work/exports-$events"
-mkdir -p "$work"
-if [ ! -f "$data/.complete" ]; then
-  rm -rf "$data"
-  "$bin" -q sample-data --events "$events" --out "$data" > /dev/null
-  touch "$data/.complete"
-fi
+ensure_exports "$events"
 
 state="$(mktemp -d)"
 trap 'tests/garage.sh stop "$state" >/dev/null 2>&1 || true; rm -rf "$state"' EXIT
@@ -34,7 +26,6 @@ export AWS_ACCESS_KEY_ID="$LIFEMAP_TEST_S3_KEY_ID" AWS_SECRET_ACCESS_KEY="$LIFEM
 export AWS_ENDPOINT="$LIFEMAP_TEST_S3_ENDPOINT" AWS_REGION="$LIFEMAP_TEST_S3_REGION" AWS_ALLOW_HTTP=true
 python3 benches/tools/upload.py "$data" "s3://$LIFEMAP_TEST_S3_BUCKET/exports"
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 run() { # where exports_uri marts
   /usr/bin/time -f "%e %U %M" -o "$work/s3bench.time" "$bin" -q run pipelines/customer_lifecycle.yaml \
     --ds 2026-10-31 --no-report --var "exports_uri=$2" --var "marts_uri=$3" > /dev/null
@@ -47,7 +38,7 @@ for _ in $(seq "$runs"); do
 done
 python3 benches/tools/same_marts.py "$work/s3bench-marts-local" "$work/s3bench-marts-s3"
 
-echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr); $events events, $(du -sm "$data" | cut -f1) MiB of exports"
+echo "$(machine); $events events, $(du -sm "$data" | cut -f1) MiB of exports"
 echo
 echo "| exports read from | wall (s, median of $runs) | user CPU (s) | peak RSS (MiB) |"
 echo "|---|---:|---:|---:|"

@@ -42,10 +42,16 @@ fn published_project() -> Project {
     project.write("exports/lines/good.ndjson", "{\"a\":1}\n{\"a\":2}\n");
     project.write("exports/orders/good.csv", "order_id,amount\no1,5\n");
     project.write("exports/typed/good.csv", "id,amount\na,1.5\n");
-    let mut command = project.lifemap();
-    command.args(["run", "pipelines/hostile.yaml", "--ds", "2026-10-31"]);
+    let command = hostile_run(&project);
     run_expecting(command, 0);
     project
+}
+
+/// `lifemap run` of the hostile pipeline for ds 2026-10-31.
+fn hostile_run(project: &Project) -> assert_cmd::Command {
+    let mut command = project.lifemap();
+    command.args(["run", "pipelines/hostile.yaml", "--ds", "2026-10-31"]);
+    command
 }
 
 fn success_marker(project: &Project) -> Vec<u8> {
@@ -57,8 +63,7 @@ fn assert_refused(file: &str, content: Vec<u8>, source: &str, detail: &str) {
     let project = published_project();
     let before = success_marker(&project);
     project.write(file, content);
-    let mut command = project.lifemap();
-    command.args(["run", "pipelines/hostile.yaml", "--ds", "2026-10-31"]);
+    let command = hostile_run(&project);
     let outcome = run(command);
     assert_eq!(outcome.code, 1, "{file}: {}", outcome.stderr);
     assert!(!outcome.stderr.contains("panicked"), "{}", outcome.stderr);
@@ -107,8 +112,7 @@ fn an_empty_file_and_a_100_mb_line_are_read() {
     project.write("exports/orders/empty.csv", "");
     let long_line = format!("{{\"a\":\"{}\"}}\n", "x".repeat(100 * 1024 * 1024));
     project.write("exports/lines/long.ndjson", &long_line);
-    let mut command = project.lifemap();
-    command.args(["run", "pipelines/hostile.yaml", "--ds", "2026-10-31"]);
+    let command = hostile_run(&project);
     run_expecting(command, 0);
     assert_eq!(
         first_column(
@@ -128,8 +132,7 @@ fn a_csv_file_with_an_added_or_reordered_column_is_read_by_name() {
     let project = published_project();
     project.write("exports/orders/later.csv", "order_id,amount,coupon\no2,7,SPRING\n");
     project.write("exports/orders/reordered.csv", "amount,order_id\n9,o3\n");
-    let mut command = project.lifemap();
-    command.args(["run", "pipelines/hostile.yaml", "--ds", "2026-10-31"]);
+    let command = hostile_run(&project);
     run_expecting(command, 0);
     assert_eq!(
         first_column(
