@@ -24,7 +24,7 @@ trap 'tests/garage.sh stop "$state" >/dev/null 2>&1 || true; rm -rf "$state"' EX
 source <(tests/garage.sh start "$state" 2>/dev/null)
 export AWS_ACCESS_KEY_ID="$LIFEMAP_TEST_S3_KEY_ID" AWS_SECRET_ACCESS_KEY="$LIFEMAP_TEST_S3_SECRET"
 export AWS_ENDPOINT="$LIFEMAP_TEST_S3_ENDPOINT" AWS_REGION="$LIFEMAP_TEST_S3_REGION" AWS_ALLOW_HTTP=true
-python3 benches/tools/upload.py "$data" "s3://$LIFEMAP_TEST_S3_BUCKET/exports"
+"$python" benches/tools/upload.py "$data" "s3://$LIFEMAP_TEST_S3_BUCKET/exports"
 
 run() { # where exports_uri marts
   /usr/bin/time -f "%e %U %M" -o "$work/s3bench.time" "$bin" -q run pipelines/customer_lifecycle.yaml \
@@ -36,7 +36,7 @@ for _ in $(seq "$runs"); do
   run local "$data" "$work/s3bench-marts-local"
   run s3 "s3://$LIFEMAP_TEST_S3_BUCKET/exports" "$work/s3bench-marts-s3"
 done
-python3 benches/tools/same_marts.py "$work/s3bench-marts-local" "$work/s3bench-marts-s3"
+"$python" benches/tools/same_marts.py "$work/s3bench-marts-local" "$work/s3bench-marts-s3"
 
 echo "$(machine); $events events, $(du -sm "$data" | cut -f1) MiB of exports"
 echo
