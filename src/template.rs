@@ -68,6 +68,10 @@ impl TemplateContext {
                 minijinja::Error::new(ErrorKind::UndefinedError, format!("unknown var `{key}`{hint}"))
             })
         });
+        // `{{ fail("...") }}` stops rendering with that message: SQL states its own limits.
+        env.add_function("fail", |message: String| -> Result<Value, minijinja::Error> {
+            Err(minijinja::Error::new(ErrorKind::InvalidOperation, message))
+        });
         env.add_filter("sql_string", sql_string);
         env.add_filter("sql_list", sql_list);
         env.add_template(name, source).map_err(|err| describe(&err))?;
@@ -133,5 +137,19 @@ mod tests {
         );
         // Settings that are not SQL (locations, subjects) keep the text as it is.
         assert_eq!(ctx.render("loc", "{{ v }}").expect("render"), "it's'; DROP TABLE t; --");
+    }
+
+    #[test]
+    fn fail_stops_rendering_with_its_message_and_line() {
+        let ctx = context("x");
+        let sql = "SELECT 1\n{% if 63 > 62 %}{{ fail('lifecycle_weeks can be at most 62') }}{% endif %}";
+        let err = ctx.render_sql("q", sql).expect_err("a failing template");
+        assert!(err.contains("lifecycle_weeks can be at most 62"), "{err}");
+        assert!(err.starts_with("line 2:"), "{err}");
+        assert_eq!(
+            ctx.render_sql("q", "{% if 1 > 62 %}{{ fail('no') }}{% endif %}ok")
+                .expect("render"),
+            "ok"
+        );
     }
 }

@@ -244,6 +244,29 @@ fn the_bundled_pipeline_is_valid() {
 }
 
 #[test]
+fn the_bundled_pipeline_names_the_limit_of_lifecycle_weeks() {
+    let validate_with_weeks = |weeks: &str| {
+        let mut command = assert_cmd::Command::cargo_bin("lifemap").expect("binary");
+        command.current_dir(env!("CARGO_MANIFEST_DIR")).args([
+            "validate",
+            "pipelines/customer_lifecycle.yaml",
+            "--var",
+            &format!("lifecycle_weeks={weeks}"),
+        ]);
+        run(command)
+    };
+    // lifecycle_status keeps a person's active weeks in a 64-bit mask (sql/lifecycle_status.sql).
+    assert_eq!(validate_with_weeks("62").code, 0);
+    let outcome = validate_with_weeks("63");
+    assert_eq!(outcome.code, 2, "{}{}", outcome.stdout, outcome.stderr);
+    assert!(
+        outcome.stderr.contains("lifecycle_status.sql") && outcome.stderr.contains("lifecycle_weeks can be at most 62"),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
 fn datafusion_settings_from_the_environment_are_applied() {
     let validate_with_batch_size = |value: &str| {
         let mut command = assert_cmd::Command::cargo_bin("lifemap").expect("binary");
