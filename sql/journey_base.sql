@@ -22,22 +22,43 @@ latest_nps AS (
   FROM responses
   GROUP BY customer_id
 ),
+buyers AS (
+  SELECT
+    person_id,
+    DATE '{{ ds }}' - CAST(local_time(last_order_at, '{{ timezone }}') AS DATE) AS recency_days,
+    orders AS frequency,
+    revenue AS monetary
+  FROM base
+  WHERE orders > 0
+),
+-- NTILE(5) from each buyer's rank, by NTILE's own rule (the first count % 5 buckets hold one
+-- buyer more): NTILE needs the count before its first bucket, so DataFusion buffers every buyer
+-- for each of the three orders, outside its memory pool; ROW_NUMBER streams after a sort that
+-- spills. At 100M events (4.8M buyers) this step peaked at 5.6 GB under a 4 GiB limit.
+ranked AS (
+  SELECT
+    person_id,
+    recency_days,
+    ROW_NUMBER() OVER (ORDER BY recency_days DESC, person_id) - 1 AS r_rank,
+    ROW_NUMBER() OVER (ORDER BY frequency, person_id) - 1 AS f_rank,
+    ROW_NUMBER() OVER (ORDER BY monetary, person_id) - 1 AS m_rank
+  FROM buyers
+),
+buckets AS (
+  SELECT COUNT(*) / 5 AS size, COUNT(*) % 5 AS larger FROM buyers
+),
 rfm AS (
   SELECT
     person_id,
     recency_days,
-    NTILE(5) OVER (ORDER BY recency_days DESC, person_id) AS r_score,
-    NTILE(5) OVER (ORDER BY frequency, person_id) AS f_score,
-    NTILE(5) OVER (ORDER BY monetary, person_id) AS m_score
-  FROM (
-    SELECT
-      person_id,
-      DATE '{{ ds }}' - CAST(local_time(last_order_at, '{{ timezone }}') AS DATE) AS recency_days,
-      orders AS frequency,
-      revenue AS monetary
-    FROM base
-    WHERE orders > 0
-  ) buyers
+    {%- for score in ["r", "f", "m"] %}
+    CAST(CASE
+      WHEN {{ score }}_rank < larger * (size + 1) THEN {{ score }}_rank / (size + 1) + 1
+      ELSE larger + ({{ score }}_rank - larger * (size + 1)) / NULLIF(size, 0) + 1
+    END AS BIGINT UNSIGNED) AS {{ score }}_score{{ "," if not loop.last }}
+    {%- endfor %}
+  FROM ranked
+  CROSS JOIN buckets
 ),
 scored AS (
   SELECT

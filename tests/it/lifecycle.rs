@@ -374,3 +374,60 @@ fn a_rerun_after_late_data_gives_the_same_marts() {
         "marts that changed: {changed:?}"
     );
 }
+
+#[test]
+fn rfm_scores_are_ntile_of_the_buyers_on_the_sample() {
+    // journey_base computes the scores from ROW_NUMBER and the buyer count (NTILE buffers every
+    // buyer); DataFusion's own NTILE over the published mart is the reference. The sample has
+    // 1,425 buyers; forgetting one leaves 1,424, so the larger first buckets are exercised too.
+    let project = Project::new();
+    let exports = project.path("exports");
+    copy_folder(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample"),
+        &exports,
+    );
+    let scores = |marts: &str| -> (String, String, String) {
+        let mut command = bundled_run(&project, exports.to_str().expect("utf-8"), marts);
+        command.arg("--no-report");
+        run_expecting(command, 0);
+        let checked = first_column(
+            &project.path(&format!("{marts}/customer_journey/ds=2026-10-31/")),
+            "SELECT concat_ws('|', COUNT(*), MIN(person_id),
+                    SUM(CASE WHEN r_score = r AND f_score = f AND m_score = m THEN 1 ELSE 0 END))
+             FROM (
+               SELECT person_id, r_score, f_score, m_score,
+                 NTILE(5) OVER (ORDER BY recency_days DESC, person_id) AS r,
+                 NTILE(5) OVER (ORDER BY frequency, person_id) AS f,
+                 NTILE(5) OVER (ORDER BY monetary, person_id) AS m
+               FROM t WHERE orders > 0
+             )",
+        );
+        match checked[0].split('|').collect::<Vec<_>>()[..] {
+            [buyers, first, agreeing] => (buyers.to_string(), first.to_string(), agreeing.to_string()),
+            _ => panic!("unexpected {checked:?}"),
+        }
+    };
+    let (buyers, first_buyer, agreeing) = scores("all");
+    assert_eq!((buyers.as_str(), agreeing.as_str()), ("1425", "1425"));
+    std::fs::create_dir_all(exports.join("suppressions")).expect("mkdir");
+    std::fs::write(
+        exports.join("suppressions/forget.csv"),
+        format!("customer_id\n{first_buyer}\n"),
+    )
+    .expect("write");
+    let (buyers, _, agreeing) = scores("one_forgotten");
+    assert_eq!((buyers.as_str(), agreeing.as_str()), ("1424", "1424"));
+}
+
+fn copy_folder(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("file type").is_dir() {
+            copy_folder(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).expect("copy");
+        }
+    }
+}
