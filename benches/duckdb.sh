@@ -8,7 +8,7 @@
 #
 # For each size: generate the exports once (`lifemap sample-data --events N`), run each engine
 # once and compare every mart DuckDB computes with lifemap's, row for row (the script stops if
-# they differ), then time RUNS runs of each engine, alternating. DuckDB runs
+# they differ), then run each engine until it has RUNS timed runs, alternating. DuckDB runs
 # benches/duckdb/customer_lifecycle.sql from Python (benches/tools/duckdb_marts.py) and writes
 # its marts to Parquet too. Prints a Markdown table: medians of wall and CPU (user + system)
 # seconds, the largest peak RSS, events per second of the median wall time, and lifemap / DuckDB.
@@ -50,8 +50,11 @@ for events in "${sizes[@]}"; do
     --var "marts_uri=$work/duckdb-bench-lifemap-$events" "${limit[@]}")
   duckdb=("$python" benches/tools/duckdb_marts.py run "$data" "$work/duckdb-bench-duckdb-$events" --ds "$ds" "${limit[@]}")
 
-  "${lifemap[@]}" > /dev/null
-  "${duckdb[@]}"
+  # The first run of each engine is timed too, and checked before any other.
+  : > "$work/lifemap.runs"
+  : > "$work/duckdb.runs"
+  timed "$work/lifemap.runs" "${lifemap[@]}"
+  timed "$work/duckdb.runs" "${duckdb[@]}"
   "$python" benches/tools/duckdb_marts.py compare "$work/duckdb-bench-duckdb-$events" "$work/duckdb-bench-lifemap-$events" --ds "$ds" 2> "$work/compare.log" \
     || { cat "$work/compare.log" >&2; exit 1; }
   if [ -n "${CHECK_ONLY:-}" ]; then
@@ -59,9 +62,7 @@ for events in "${sizes[@]}"; do
     continue
   fi
 
-  : > "$work/lifemap.runs"
-  : > "$work/duckdb.runs"
-  for _ in $(seq "$runs"); do
+  for _ in $(seq 2 "$runs"); do
     timed "$work/lifemap.runs" "${lifemap[@]}"
     timed "$work/duckdb.runs" "${duckdb[@]}"
   done

@@ -79,7 +79,7 @@ pub struct CheckArgs {
     #[command(flatten)]
     pub pipeline: PipelineArgs,
 
-    /// Memory for query execution, e.g. 4GiB; larger work spills to disk.
+    /// Memory for the run, e.g. 4GiB: DataFusion gets three quarters and spills to disk beyond.
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<u64>,
 }
@@ -126,7 +126,7 @@ pub struct RunArgs {
     #[arg(long, value_name = "STEP")]
     pub select: Vec<String>,
 
-    /// Memory for query execution, e.g. 4GiB; larger work spills to disk.
+    /// Memory for the run, e.g. 4GiB: DataFusion gets three quarters and spills to disk beyond.
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<u64>,
 

@@ -39,12 +39,12 @@ pub struct Budget {
 }
 
 impl Budget {
-    /// A quarter of the limit for a step's in-memory output, shared by its partitions; the rest
-    /// is for the operators of the steps that read it. No limit, no budget: everything in memory.
+    /// A quarter of DataFusion's pool for a step's in-memory output, shared by its partitions; the
+    /// rest is for the operators of the steps that read it. No limit, no budget: all in memory.
     pub fn for_limit(memory_limit: Option<u64>, partitions: usize) -> Option<Self> {
-        let limit = usize::try_from(memory_limit?).unwrap_or(usize::MAX);
+        let pool = crate::session::operator_memory(memory_limit?);
         Some(Self {
-            bytes_per_partition: limit / 4 / partitions.max(1),
+            bytes_per_partition: pool / 4 / partitions.max(1),
         })
     }
 }

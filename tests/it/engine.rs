@@ -611,7 +611,7 @@ fn a_memory_limit_gives_the_same_marts_or_fails_clearly() {
     let unlimited_marts = marts("unlimited");
     assert_eq!(unlimited_marts.len(), 11, "one file per mart");
     assert!(marts("limited") == unlimited_marts, "the marts differ under the limit");
-    // Materialised steps past a quarter of the limit were held on disk, and read back whole.
+    // Materialised steps past a quarter of the pool were held on disk, and read back whole.
     let on_disk = |marts: &str| -> Vec<(String, u64, u64)> {
         let results = crate::common::run_results(&project, marts);
         results["steps"]
