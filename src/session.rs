@@ -74,6 +74,17 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
         None => {}
     }
 
+    if let Some(limit) = engine.memory_limit
+        && std::env::var_os("DATAFUSION_EXECUTION_SORT_SPILL_RESERVATION_BYTES").is_none()
+    {
+        let execution = &mut config.options_mut().execution;
+        execution.sort_spill_reservation_bytes = sort_spill_reservation(
+            limit,
+            execution.target_partitions,
+            execution.sort_spill_reservation_bytes,
+        );
+    }
+
     // One session per run: the listing cache can only hide files that arrived mid-run.
     let mut runtime = RuntimeEnvBuilder::new().with_object_list_cache_limit(0);
     if let Some(limit) = engine.memory_limit {
@@ -97,6 +108,14 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
     Ok(ctx)
 }
 
+/// What each sort sets aside up front for merging its spill files. DataFusion's 10 MB suits a pool
+/// of gigabytes; under a small limit the sorts of one step (a window per partition, each taking
+/// 10 MB before sorting a row) took the whole pool between them, and the next sort failed instead
+/// of spilling. A sixteenth of the pool per partition leaves room however many sorts a step runs.
+fn sort_spill_reservation(memory_limit: u64, partitions: usize, default: usize) -> usize {
+    (operator_memory(memory_limit) / 16 / partitions.max(1)).min(default)
+}
+
 /// The part of `--memory-limit` given to DataFusion's memory pool: three quarters. The limit is
 /// for the process, and what the pool does not account (batches in flight between operators, a
 /// hash table being built, decoded scan buffers, the allocator's own) came to about 2 GB at 100M
@@ -104,4 +123,18 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
 /// too little: a hash join's build side (which cannot spill) found the pool full in journey_base.
 pub fn operator_memory(memory_limit: u64) -> usize {
     usize::try_from(memory_limit / 4 * 3).unwrap_or(usize::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sorts_set_aside_a_sixteenth_of_the_pool_per_partition_at_most_datafusions_default() {
+        let default = 10 * 1024 * 1024;
+        // 32 MiB: a 24 MiB pool, 2 partitions.
+        assert_eq!(sort_spill_reservation(32 << 20, 2, default), 768 * 1024);
+        assert_eq!(sort_spill_reservation(32 << 20, 0, default), 1536 * 1024);
+        assert_eq!(sort_spill_reservation(4 << 30, 2, default), default);
+    }
 }
