@@ -4,6 +4,18 @@
 -- stg_events keeps no raw line for valid rows (it would double the memory of the run), so the
 -- event files are read a second time: only each line's event_id is read (json_get_str stops at
 -- that key), and the few lines of repeated ids are parsed in full.
+{% if events_format == 'parquet' -%}
+-- Parquet exports: the rows of repeated ids are read again by their event_id column alone.
+WITH copies AS (
+  SELECT
+    event_id, fingerprint(event_id) AS event_key, parse_rfc3339(occurred_at) AS occurred_at, customer_id,
+    anonymous_id, event_type, channel, json_get_str(properties, 'category') AS category,
+    concat_ws(',', coalesce(event_id, ''), coalesce(occurred_at, ''), coalesce(customer_id, ''), coalesce(anonymous_id, ''), event_type, channel, properties) AS raw
+  FROM events
+  WHERE dt <= DATE '{{ ds }}'
+    AND fingerprint(event_id) IN (SELECT event_key FROM repeated_event_ids)
+)
+{% else -%}
 WITH lines AS (
   SELECT line, fingerprint(json_get_str(line, 'event_id')) AS event_key
   FROM events
@@ -34,6 +46,7 @@ copies AS (
     line                                            AS raw
   FROM fields
 )
+{% endif -%}
 SELECT *, ROW_NUMBER() OVER (PARTITION BY event_id ORDER BY occurred_at, raw) AS copy
 FROM copies
 -- The same rules as stg_events: a line that is rejected there is not a copy here.

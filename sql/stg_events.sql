@@ -1,3 +1,22 @@
+{% if events_format == 'parquet' -%}
+-- Events from Parquet exports (`--var events_format=parquet`): typed columns, so only the
+-- timestamp and the category in the `properties` JSON are parsed. The same rules and columns as
+-- the NDJSON branch below; `raw` is the row as CSV (empty fields for nulls), for the quarantine mart.
+WITH typed AS (
+  SELECT *, parse_rfc3339(occurred_at) AS occurred_at_ts,
+    CASE
+      WHEN event_id IS NULL OR (customer_id IS NULL AND anonymous_id IS NULL) THEN 'missing_id'
+      WHEN parse_rfc3339(occurred_at) IS NULL THEN 'bad_timestamp'
+    END AS reject_reason
+  FROM events
+  WHERE dt <= DATE '{{ ds }}'
+)
+SELECT
+  event_id, fingerprint(event_id) AS event_key, occurred_at_ts AS occurred_at, customer_id, anonymous_id, event_type, channel,
+  json_get_str(properties, 'category') AS category, reject_reason,
+  CASE WHEN reject_reason IS NOT NULL THEN concat_ws(',', coalesce(event_id, ''), coalesce(occurred_at, ''), coalesce(customer_id, ''), coalesce(anonymous_id, ''), event_type, channel, properties) END AS raw
+FROM typed
+{%- else -%}
 -- Events parsed from NDJSON lines, up to the ds partition. Events at or after as_of are dropped
 -- by the steps that read this one, not here: a filter here is pushed below the projections and
 -- parses each timestamp again.
@@ -40,3 +59,4 @@ SELECT
   event_id, fingerprint(event_id) AS event_key, occurred_at, customer_id, anonymous_id, event_type, channel, category, reject_reason,
   CASE WHEN reject_reason IS NOT NULL THEN line END AS raw
 FROM typed
+{%- endif %}

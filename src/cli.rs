@@ -164,6 +164,11 @@ pub struct SampleArgs {
     /// Days of history before --end.
     #[arg(long, default_value_t = 365)]
     pub days: u32,
+
+    /// How the event files are written: ndjson-gz (the contract) or parquet (run the bundled
+    /// pipeline on them with `--var events_format=parquet`).
+    #[arg(long, value_enum, default_value_t)]
+    pub events_format: sample::EventsFormat,
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {
@@ -559,6 +564,7 @@ fn sample_data(args: &SampleArgs) -> Result<(), Error> {
         seed: args.seed,
         end: args.end,
         days: args.days,
+        events_format: args.events_format,
     };
     let stats = sample::generate(&args.out, &settings)?;
     println!("{}", serde_json::to_string(&stats).unwrap_or_default());

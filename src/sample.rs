@@ -38,6 +38,19 @@ pub struct SampleSettings {
     pub end: NaiveDate,
     /// Days of history up to and including `end`.
     pub days: u32,
+    pub events_format: EventsFormat,
+}
+
+/// How the event files are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum EventsFormat {
+    /// `dt=<day>/part-00000.ndjson.gz`, as the contract says.
+    #[default]
+    NdjsonGz,
+    /// `dt=<day>/part-00000.parquet`: the same events as typed columns, as a warehouse would
+    /// export them (`properties` stays JSON text). A truncated line cannot be a Parquet row, so
+    /// that one kind of bad row is left out.
+    Parquet,
 }
 
 /// What was written.
@@ -583,7 +596,120 @@ pub fn generate(root: &Path, settings: &SampleSettings) -> Result<SampleStats, E
         }
         index += 1;
     }
-    out.finish()
+    let mut stats = out.finish()?;
+    if settings.events_format == EventsFormat::Parquet {
+        let truncated = parquet_events::convert(&root.join("events"))?;
+        stats.bad_rows -= truncated;
+    }
+    Ok(stats)
+}
+
+/// Rewrites the NDJSON.gz event files as Parquet, a `dt` at a time on every core.
+mod parquet_events {
+    use std::fs::File;
+    use std::io::{BufRead, BufReader};
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+    use datafusion::arrow::array::{ArrayRef, RecordBatch, StringBuilder};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::basic::Compression;
+    use datafusion::parquet::file::properties::WriterProperties;
+    use flate2::read::GzDecoder;
+
+    use super::io_error;
+    use crate::error::Error;
+
+    const COLUMNS: [&str; 7] = [
+        "event_id",
+        "occurred_at",
+        "customer_id",
+        "anonymous_id",
+        "event_type",
+        "channel",
+        "properties",
+    ];
+
+    /// Converts every `dt=*/part-00000.ndjson.gz` below `events`; returns the lines left out
+    /// because they are not JSON objects (the truncated ones).
+    pub fn convert(events: &Path) -> Result<u64, Error> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(events)
+            .map_err(io_error(events))?
+            .filter_map(|entry| entry.ok().map(|entry| entry.path().join("part-00000.ndjson.gz")))
+            .filter(|path| path.exists())
+            .collect();
+        files.sort();
+        let next = AtomicUsize::new(0);
+        let truncated = AtomicU64::new(0);
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| -> Result<(), Error> {
+                        while let Some(file) = files.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            truncated.fetch_add(convert_file(file)?, Ordering::Relaxed);
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            workers.into_iter().try_for_each(|worker| {
+                worker.join().unwrap_or_else(|_| {
+                    Err(Error::Io {
+                        path: events.to_path_buf(),
+                        source: std::io::Error::other("a conversion thread panicked"),
+                    })
+                })
+            })
+        })?;
+        Ok(truncated.into_inner())
+    }
+
+    fn convert_file(path: &Path) -> Result<u64, Error> {
+        let reader = BufReader::new(GzDecoder::new(File::open(path).map_err(io_error(path))?));
+        let mut builders: Vec<StringBuilder> = COLUMNS.iter().map(|_| StringBuilder::new()).collect();
+        let mut truncated = 0;
+        for line in reader.lines() {
+            let line = line.map_err(io_error(path))?;
+            let Ok(serde_json::Value::Object(event)) = serde_json::from_str(&line) else {
+                truncated += 1;
+                continue;
+            };
+            for (builder, column) in builders.iter_mut().zip(COLUMNS) {
+                match event.get(column) {
+                    Some(serde_json::Value::String(text)) => builder.append_value(text),
+                    Some(serde_json::Value::Null) | None => builder.append_null(),
+                    Some(other) => builder.append_value(other.to_string()),
+                }
+            }
+        }
+        let schema = Arc::new(Schema::new(
+            COLUMNS
+                .iter()
+                .map(|name| Field::new(*name, DataType::Utf8, true))
+                .collect::<Vec<_>>(),
+        ));
+        let columns: Vec<ArrayRef> = builders
+            .iter_mut()
+            .map(|builder| Arc::new(builder.finish()) as ArrayRef)
+            .collect();
+        let parquet_error = |error: &dyn std::fmt::Display| Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::other(error.to_string()),
+        };
+        let batch = RecordBatch::try_new(Arc::clone(&schema), columns).map_err(|e| parquet_error(&e))?;
+        let target = path.with_file_name("part-00000.parquet");
+        let file = File::create(&target).map_err(io_error(&target))?;
+        // Snappy, as Spark and most warehouse exports write by default.
+        let properties = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
+        let mut writer = ArrowWriter::try_new(file, schema, Some(properties)).map_err(|e| parquet_error(&e))?;
+        writer.write(&batch).map_err(|e| parquet_error(&e))?;
+        writer.close().map_err(|e| parquet_error(&e))?;
+        std::fs::remove_file(path).map_err(io_error(path))?;
+        Ok(truncated)
+    }
 }
 
 fn awareness_event(g: &mut Generator) -> (&'static str, &'static str) {

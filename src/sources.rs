@@ -228,7 +228,9 @@ fn file_format(source: &Source, compression: FileCompressionType) -> Arc<dyn Fil
             )
         }
         Format::Ndjson => Arc::new(JsonFormat::default().with_file_compression_type(compression)),
-        Format::Parquet => Arc::new(ParquetFormat::default()),
+        // Strings as Utf8, as the CSV and NDJSON readers give them: a mart's column types do not
+        // depend on the format of its exports (DataFusion would read Parquet strings as Utf8View).
+        Format::Parquet => Arc::new(ParquetFormat::default().with_force_view_types(false)),
         Format::Lines => Arc::new(lines::LinesFormat::new(compression)),
     }
 }

@@ -683,6 +683,29 @@ pub fn compile(
             &source.location,
             &ctx,
         );
+        let format = c
+            .templated(
+                &format!("{key}.format"),
+                &["sources:", &needle, "format:"],
+                &source.format,
+                &ctx,
+            )
+            .and_then(|name| {
+                let format = RawFormat::parse(name.trim());
+                if format.is_none() {
+                    let hint = did_you_mean(name.trim(), ["csv", "ndjson", "parquet", "lines"])
+                        .map(|close| format!("did you mean `{close}`?"));
+                    c.report_with_hint(
+                        &["sources:", &needle, "format:"],
+                        format!("{key}.format"),
+                        format!("`{name}` is not a format: {}", RawFormat::NAMES),
+                        hint,
+                    );
+                }
+                format
+            })
+            // Reported above; csv asks least of the other settings, so it adds no second report.
+            .unwrap_or(RawFormat::Csv);
         let ds_partition = source.ds_partition.as_deref().and_then(|p| {
             c.templated(
                 &format!("{key}.ds_partition"),
@@ -691,7 +714,7 @@ pub fn compile(
                 &ctx,
             )
         });
-        if source.format == RawFormat::Lines && source.schema.is_some() {
+        if format == RawFormat::Lines && source.schema.is_some() {
             c.report(
                 &["sources:", &needle, "schema:"],
                 format!("{key}.schema"),
@@ -729,8 +752,8 @@ pub fn compile(
                 }
             })
             .collect();
-        let csv = compile_csv(&mut c, &key, &needle, source.format, source.csv);
-        if source.format == RawFormat::Lines && !source.pii.is_empty() {
+        let csv = compile_csv(&mut c, &key, &needle, format, source.csv);
+        if format == RawFormat::Lines && !source.pii.is_empty() {
             c.report(
                 &["sources:", &needle, "pii:"],
                 format!("{key}.pii"),
@@ -752,14 +775,14 @@ pub fn compile(
         sources.push(Source {
             name,
             location: location.unwrap_or_default(),
-            format: match source.format {
+            format: match format {
                 RawFormat::Csv => Format::Csv,
                 RawFormat::Ndjson => Format::Ndjson,
                 RawFormat::Parquet => Format::Parquet,
                 RawFormat::Lines => Format::Lines,
             },
             compression: source.compression,
-            schema: if source.format == RawFormat::Lines {
+            schema: if format == RawFormat::Lines {
                 Some(vec![(crate::sources::lines::LINE_COLUMN.to_string(), DataType::Utf8)])
             } else {
                 schema

@@ -85,7 +85,15 @@ fn bad_type_names_the_key() {
     let outcome = validate(&VALID.replace("format: csv", "format: xlsx"), &[]);
     assert_reports(
         &outcome,
-        &["pipelines/p.yaml:5:13: sources.orders.format: unknown variant `xlsx`"],
+        &["pipelines/p.yaml:5:5: sources.orders.format: `xlsx` is not a format: csv, ndjson, parquet or lines"],
+    );
+    let outcome = validate(&VALID.replace("format: csv", "format: parquett"), &[]);
+    assert_reports(
+        &outcome,
+        &[
+            "pipelines/p.yaml:5:5: sources.orders.format: `parquett` is not a format",
+            "hint: did you mean `parquet`?",
+        ],
     );
     let outcome = validate(&VALID.replace("amount: float", "amount: money"), &[]);
     assert_reports(

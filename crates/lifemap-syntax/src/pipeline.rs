@@ -175,6 +175,21 @@ pub enum RawFormat {
     Lines,
 }
 
+impl RawFormat {
+    pub const NAMES: &'static str = "csv, ndjson, parquet or lines";
+
+    /// The format a (templated) `format:` setting names.
+    pub fn parse(name: &str) -> Option<Self> {
+        match name {
+            "csv" => Some(Self::Csv),
+            "ndjson" => Some(Self::Ndjson),
+            "parquet" => Some(Self::Parquet),
+            "lines" => Some(Self::Lines),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RawCompression {
@@ -195,7 +210,9 @@ pub struct RawSource {
     /// A local path, `file://` URL or `s3://bucket/prefix/`; a trailing `/` means a folder, and
     /// globs (`*`, `?`, `[..]`) are allowed. Templated with the pipeline vars and `ds`.
     pub location: String,
-    pub format: RawFormat,
+    /// `csv`, `ndjson`, `parquet` or `lines` ([`RawFormat`]). Templated like `location`, so one
+    /// pipeline can read an export in either of two formats (`format: "{{ events_format }}"`).
+    pub format: String,
     #[serde(default)]
     pub compression: RawCompression,
     /// Column name → type (`string`, `int`, `float`, `decimal(p,s)`, `bool`, `date`, `timestamp`).
