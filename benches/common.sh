@@ -20,13 +20,27 @@ machine() {
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
 }
 
-# Generated exports of about $1 events in $work/exports-$1 (made once; the generator's seconds
-# and stats are kept beside them).
+# EVENTS_FORMAT=parquet: the event files are Parquet (`sample-data --events-format parquet`).
+events_format="${EVENTS_FORMAT:-ndjson-gz}"
+# format_vars: what the bundled pipeline is told about them.
+case "$events_format" in
+  ndjson-gz) exports_suffix="" format_vars=() ;;
+  parquet) exports_suffix="-parquet" format_vars=(--var events_format=parquet) ;;
+  *) echo "EVENTS_FORMAT is ndjson-gz or parquet, not $events_format" >&2; exit 2 ;;
+esac
+
+# Generated exports of about $1 events in $work/exports-$1 (-parquet-$1 for Parquet events; made
+# once; the generator's seconds and stats are kept beside them).
+exports_dir() { echo "$work/exports$exports_suffix-$1"; }
+# The generator's stats of the exports of $1 events, as JSON.
+stats_file() { echo "$work/stats$exports_suffix-$1.json"; }
 ensure_exports() {
-  local events="$1" data="$work/exports-$1"
+  local events="$1" data
+  data="$(exports_dir "$1")"
   if [ ! -f "$data/.complete" ]; then
     rm -rf "$data"
-    /usr/bin/time -f "%e" -o "$work/generate.time" "$bin" sample-data --events "$events" --out "$data" > "$work/stats-$events.json"
+    /usr/bin/time -f "%e" -o "$work/generate.time" "$bin" sample-data --events "$events" --out "$data" \
+      --events-format "$events_format" > "$(stats_file "$events")"
     cp "$work/generate.time" "$data/.generate-seconds"
     touch "$data/.complete"
   fi

@@ -5,6 +5,7 @@
 #   RUNS=5 benches/duckdb.sh 100000000       # other sizes and run counts
 #   MEMORY_LIMIT=4GiB benches/duckdb.sh ...  # both engines under a memory limit
 #   CHECK_ONLY=1 benches/duckdb.sh 1000000   # correctness only, no timing (what .ci/run does)
+#   EVENTS_FORMAT=parquet benches/duckdb.sh  # events exported as Parquet instead of NDJSON.gz
 #
 # For each size: generate the exports once (`lifemap sample-data --events N`), run each engine
 # once and compare every mart DuckDB computes with lifemap's, row for row (the script stops if
@@ -35,20 +36,21 @@ column_median() { awk -v c="$1" '{ print $c }' "$2" | median; }
 
 machine
 echo "DuckDB $("$python" -c 'import duckdb; print(duckdb.__version__)'), $("$bin" --version)," \
-  "memory limit: ${MEMORY_LIMIT:-none}"
+  "memory limit: ${MEMORY_LIMIT:-none}, events: $events_format"
 if [ -z "${CHECK_ONLY:-}" ]; then
   echo
   echo "| events | engine | wall (s, median of $runs) | CPU (s) | peak RSS (MiB) | events/s | wall lifemap / DuckDB |"
   echo "|---:|---|---:|---:|---:|---:|---:|"
 fi
 for events in "${sizes[@]}"; do
-  data="$work/exports-$events"
+  data="$(exports_dir "$events")"
   ensure_exports "$events"
-  actual=$(sed -E 's/.*"events":([0-9]+).*/\1/' "$work/stats-$events.json")
+  actual=$(sed -E 's/.*"events":([0-9]+).*/\1/' "$(stats_file "$events")")
 
   lifemap=("$bin" -q run pipelines/customer_lifecycle.yaml --ds "$ds" --var "exports_uri=$data"
-    --var "marts_uri=$work/duckdb-bench-lifemap-$events" "${limit[@]}")
-  duckdb=("$python" benches/tools/duckdb_marts.py run "$data" "$work/duckdb-bench-duckdb-$events" --ds "$ds" "${limit[@]}")
+    --var "marts_uri=$work/duckdb-bench-lifemap-$events" "${format_vars[@]}" "${limit[@]}")
+  duckdb=("$python" benches/tools/duckdb_marts.py run "$data" "$work/duckdb-bench-duckdb-$events" --ds "$ds"
+    --events-format "$events_format" "${limit[@]}")
 
   # The first run of each engine is timed too, and checked before any other.
   : > "$work/lifemap.runs"

@@ -24,15 +24,15 @@ echo
 echo "| events | input files (MiB) | generate (s) | run wall (s, median of $runs) | events/s | peak RSS (MiB) |"
 echo "|---:|---:|---:|---:|---:|---:|"
 for events in "${sizes[@]}"; do
-  data="$work/exports-$events"
+  data="$(exports_dir "$events")"
   ensure_exports "$events"
   generated=$(cat "$data/.generate-seconds")
-  actual=$(sed -E 's/.*"events":([0-9]+).*/\1/' "$work/stats-$events.json")
+  actual=$(sed -E 's/.*"events":([0-9]+).*/\1/' "$(stats_file "$events")")
   size=$(du -sm "$data" | cut -f1)
   : > "$work/walls"; : > "$work/rss"
   for _ in $(seq "$runs"); do
     /usr/bin/time -f "%e %M" -o "$work/run.time" "$bin" -q run pipelines/customer_lifecycle.yaml --ds 2026-10-31 \
-      --var "exports_uri=$data" --var "marts_uri=$work/marts-$events" "${limit[@]}" > "$work/run.out"
+      --var "exports_uri=$data" --var "marts_uri=$work/marts-$events" "${format_vars[@]}" "${limit[@]}" > "$work/run.out"
     read -r wall rss < "$work/run.time"
     echo "$wall" >> "$work/walls"; echo "$rss" >> "$work/rss"
   done

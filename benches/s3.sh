@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=benches/common.sh
 source benches/common.sh
 events="${1:-1000000}"
-data="$work/exports-$events"
+data="$(exports_dir "$events")"
 ensure_exports "$events"
 
 state="$(mktemp -d)"
@@ -28,7 +28,7 @@ export AWS_ENDPOINT="$LIFEMAP_TEST_S3_ENDPOINT" AWS_REGION="$LIFEMAP_TEST_S3_REG
 
 run() { # where exports_uri marts
   /usr/bin/time -f "%e %U %M" -o "$work/s3bench.time" "$bin" -q run pipelines/customer_lifecycle.yaml \
-    --ds 2026-10-31 --no-report --var "exports_uri=$2" --var "marts_uri=$3" > /dev/null
+    --ds 2026-10-31 --no-report --var "exports_uri=$2" --var "marts_uri=$3" "${format_vars[@]}" > /dev/null
   cat "$work/s3bench.time" >> "$work/s3bench-$1"
 }
 : > "$work/s3bench-local"; : > "$work/s3bench-s3"

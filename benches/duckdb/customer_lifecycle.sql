@@ -20,6 +20,7 @@ CREATE TEMP MACRO trend_end() AS CAST(date_trunc('week', DATE '$ds' + 1) AS DATE
 CREATE TEMP TABLE suppressions AS $suppressions;
 
 -- Events up to the ds partition; a malformed line reads as a row of NULLs and fails the filters.
+-- $events_source and $event_category read NDJSON or Parquet exports (duckdb_marts.py --events-format).
 CREATE TEMP TABLE valid_events AS
 WITH staged AS MATERIALIZED (
   SELECT
@@ -29,10 +30,8 @@ WITH staged AS MATERIALIZED (
     anonymous_id,
     event_type,
     channel,
-    properties.category AS category
-  FROM read_ndjson('$exports/events/*/*', hive_partitioning = true, ignore_errors = true,
-    columns = {event_id: 'VARCHAR', occurred_at: 'VARCHAR', customer_id: 'VARCHAR', anonymous_id: 'VARCHAR',
-               event_type: 'VARCHAR', channel: 'VARCHAR', properties: 'STRUCT(category VARCHAR)'})
+    $event_category AS category
+  FROM $events_source
   WHERE dt <= DATE '$ds'
 ),
 -- Anonymous ids that a forgotten customer's events carried go with that customer.

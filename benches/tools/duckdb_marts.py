@@ -1,6 +1,7 @@
 """DuckDB, the contender of benches/duckdb.sh: the bundled pipeline's marts from the same exports.
 
     python3 benches/tools/duckdb_marts.py run EXPORTS OUT [--ds 2026-10-31] [--timezone UTC] [--memory-limit 4GiB]
+                                             [--events-format ndjson-gz|parquet]
         runs benches/duckdb/customer_lifecycle.sql and writes each mart to OUT/<mart>.parquet
     python3 benches/tools/duckdb_marts.py compare OUT LIFEMAP_MARTS [--ds 2026-10-31]
         exits 0 when every mart DuckDB computes holds the same rows as lifemap's (doubles to
@@ -58,7 +59,22 @@ def sql_text(literal: str) -> str:
     return "'" + literal.replace("'", "''") + "'"
 
 
-def render(exports: str, ds: str, timezone: str) -> str:
+# How each export format's events are read: the FROM clause and the category's expression.
+EVENTS = {
+    "ndjson-gz": (
+        "read_ndjson('$exports/events/*/*', hive_partitioning = true, ignore_errors = true,\n"
+        "    columns = {event_id: 'VARCHAR', occurred_at: 'VARCHAR', customer_id: 'VARCHAR', anonymous_id: 'VARCHAR',\n"
+        "               event_type: 'VARCHAR', channel: 'VARCHAR', properties: 'STRUCT(category VARCHAR)'})",
+        "properties.category",
+    ),
+    "parquet": (
+        "read_parquet('$exports/events/*/*.parquet', hive_partitioning = true)",
+        "json_extract_string(properties, 'category')",
+    ),
+}
+
+
+def render(exports: str, ds: str, timezone: str, events_format: str = "ndjson-gz") -> str:
     day = datetime.date.fromisoformat(ds)
     as_of = (
         datetime.datetime.combine(day + datetime.timedelta(days=1), datetime.time(), ZoneInfo(timezone))
@@ -70,7 +86,10 @@ def render(exports: str, ds: str, timezone: str) -> str:
         key: ", ".join(sql_text(v) for v in value) if isinstance(value, list) else str(value)
         for key, value in SETTINGS.items()
     }
+    events_source, event_category = EVENTS[events_format]
     values.update(
+        events_source=string.Template(events_source).substitute(exports=exports.replace("'", "''")),
+        event_category=event_category,
         exports=exports.replace("'", "''"),
         ds=ds,
         as_of=as_of.isoformat(sep=" "),
@@ -93,7 +112,7 @@ def run(args: argparse.Namespace) -> None:
     if args.memory_limit:
         # lifemap's sizes are binary (GiB); DuckDB reads GiB the same way.
         db.execute(f"SET memory_limit = {sql_text(args.memory_limit)}")
-    db.execute(render(args.exports, args.ds, args.timezone))
+    db.execute(render(args.exports, args.ds, args.timezone, args.events_format))
     for mart in MART_KEYS:
         db.execute(f"COPY {mart} TO {sql_text(os.path.join(args.out, mart + '.parquet'))} (FORMAT parquet)")
 
@@ -156,6 +175,7 @@ def main() -> None:
     run_parser.add_argument("--ds", default="2026-10-31")
     run_parser.add_argument("--timezone", default="UTC")
     run_parser.add_argument("--memory-limit", help="DuckDB's memory_limit, e.g. 4GiB")
+    run_parser.add_argument("--events-format", choices=sorted(EVENTS), default="ndjson-gz")
     compare_parser = commands.add_parser("compare")
     compare_parser.add_argument("out")
     compare_parser.add_argument("lifemap_marts")
