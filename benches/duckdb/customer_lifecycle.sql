@@ -20,7 +20,8 @@ CREATE TEMP MACRO trend_end() AS CAST(date_trunc('week', DATE '$ds' + 1) AS DATE
 CREATE TEMP TABLE suppressions AS $suppressions;
 
 -- Events up to the ds partition; a malformed line reads as a row of NULLs and fails the filters.
--- $events_source and $event_category read NDJSON or Parquet exports (duckdb_marts.py --events-format).
+-- The FROM clause and the category expression below are filled in per export format
+-- (duckdb_marts.py --events-format: NDJSON or Parquet).
 CREATE TEMP TABLE valid_events AS
 WITH staged AS MATERIALIZED (
   SELECT
