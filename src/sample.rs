@@ -599,7 +599,7 @@ pub fn generate(root: &Path, settings: &SampleSettings) -> Result<SampleStats, E
     let mut stats = out.finish()?;
     if settings.events_format == EventsFormat::Parquet {
         let truncated = parquet_events::convert(&root.join("events"))?;
-        stats.bad_rows -= truncated;
+        stats.bad_rows = stats.bad_rows.saturating_sub(truncated);
     }
     Ok(stats)
 }

@@ -596,18 +596,8 @@ fn a_memory_limit_gives_the_same_marts_or_fails_clearly() {
         )
     };
     assert_eq!(digest(&limited), digest(&unlimited));
-    // Every mart, byte for byte (marts are written sorted; file names hold the run id).
-    let marts = |marts: &str| -> std::collections::BTreeMap<String, Vec<u8>> {
-        let root = project.path(marts);
-        crate::common::files_below(&root)
-            .into_iter()
-            .filter(|file| file.ends_with(".parquet") && !file.starts_with("_runs"))
-            .map(|file| {
-                let bytes = std::fs::read(root.join(&file)).expect("read mart");
-                (file.split('/').next().unwrap_or_default().to_string(), bytes)
-            })
-            .collect()
-    };
+    // Every mart, byte for byte.
+    let marts = |marts: &str| crate::common::mart_bytes(&project, marts);
     let unlimited_marts = marts("unlimited");
     assert_eq!(unlimited_marts.len(), 11, "one file per mart");
     assert!(marts("limited") == unlimited_marts, "the marts differ under the limit");

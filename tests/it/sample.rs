@@ -2,7 +2,7 @@
 
 use std::io::Read;
 
-use crate::common::{Project, bundled_run, files_below, run_expecting};
+use crate::common::{Project, bundled_run, files_below, mart_bytes, run_expecting};
 
 fn generate(project: &Project, out: &str, seed: &str) -> serde_json::Value {
     generate_with(project, out, seed, "60", &[])
@@ -104,19 +104,6 @@ fn the_bundled_pipeline_runs_on_generated_data() {
         "{summary}"
     );
     assert!(project.path("marts/quarantine/ds=2026-10-31/_SUCCESS").exists());
-}
-
-/// Every mart's Parquet bytes by mart name (marts are written sorted; file names hold the run id).
-fn mart_bytes(project: &Project, marts: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
-    let root = project.path(marts);
-    files_below(&root)
-        .into_iter()
-        .filter(|file| file.ends_with(".parquet") && !file.starts_with("_runs"))
-        .map(|file| {
-            let bytes = std::fs::read(root.join(&file)).expect("read mart");
-            (file.split('/').next().unwrap_or_default().to_string(), bytes)
-        })
-        .collect()
 }
 
 #[test]
