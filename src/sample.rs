@@ -295,19 +295,19 @@ impl Compressors {
                 let (sender, receiver) = sync_channel::<(NaiveDate, Vec<u8>)>(16);
                 let root = events_root.to_path_buf();
                 let thread = std::thread::spawn(move || {
-                    let mut files: BTreeMap<NaiveDate, GzEncoder<BufWriter<File>>> = BTreeMap::new();
+                    let mut files: BTreeMap<NaiveDate, (PathBuf, GzEncoder<BufWriter<File>>)> = BTreeMap::new();
                     for (dt, chunk) in receiver {
-                        let path = root.join(format!("dt={dt}/part-00000.ndjson.gz"));
-                        let file = match files.entry(dt) {
+                        let (path, file) = match files.entry(dt) {
                             Entry::Occupied(entry) => entry.into_mut(),
                             Entry::Vacant(entry) => {
-                                entry.insert(GzEncoder::new(create(&path)?, Compression::default()))
+                                let path = root.join(format!("dt={dt}/part-00000.ndjson.gz"));
+                                let file = GzEncoder::new(create(&path)?, Compression::default());
+                                entry.insert((path, file))
                             }
                         };
-                        file.write_all(&chunk).map_err(io_error(&path))?;
+                        file.write_all(&chunk).map_err(io_error(path))?;
                     }
-                    for (dt, file) in files {
-                        let path = root.join(format!("dt={dt}/part-00000.ndjson.gz"));
+                    for (path, file) in files.into_values() {
                         file.finish()
                             .map_err(io_error(&path))?
                             .flush()

@@ -693,12 +693,12 @@ pub fn compile(
             .and_then(|name| {
                 let format = RawFormat::parse(name.trim());
                 if format.is_none() {
-                    let hint = did_you_mean(name.trim(), ["csv", "ndjson", "parquet", "lines"])
-                        .map(|close| format!("did you mean `{close}`?"));
+                    let names = RawFormat::ALL.map(|(known, _)| known);
+                    let hint = did_you_mean(name.trim(), names).map(|close| format!("did you mean `{close}`?"));
                     c.report_with_hint(
                         &["sources:", &needle, "format:"],
                         format!("{key}.format"),
-                        format!("`{name}` is not a format: {}", RawFormat::NAMES),
+                        format!("`{name}` is not a format: {} or {}", names[..3].join(", "), names[3]),
                         hint,
                     );
                 }

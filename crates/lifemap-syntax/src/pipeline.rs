@@ -176,17 +176,20 @@ pub enum RawFormat {
 }
 
 impl RawFormat {
-    pub const NAMES: &'static str = "csv, ndjson, parquet or lines";
+    /// Every format by the name a pipeline gives it.
+    pub const ALL: [(&'static str, Self); 4] = [
+        ("csv", Self::Csv),
+        ("ndjson", Self::Ndjson),
+        ("parquet", Self::Parquet),
+        ("lines", Self::Lines),
+    ];
 
     /// The format a (templated) `format:` setting names.
     pub fn parse(name: &str) -> Option<Self> {
-        match name {
-            "csv" => Some(Self::Csv),
-            "ndjson" => Some(Self::Ndjson),
-            "parquet" => Some(Self::Parquet),
-            "lines" => Some(Self::Lines),
-            _ => None,
-        }
+        Self::ALL
+            .iter()
+            .find(|(known, _)| *known == name)
+            .map(|(_, format)| *format)
     }
 }
 
