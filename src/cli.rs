@@ -72,6 +72,10 @@ pub enum Command {
     Report(ReportArgs),
     /// Write a deterministic sample of customer exports (events, orders, customers, feedback).
     SampleData(SampleArgs),
+    /// Start a Ballista scheduler with lifemap's SQL functions and S3 access (see `--engine`).
+    Scheduler(crate::cluster::SchedulerArgs),
+    /// Start a Ballista executor with lifemap's SQL functions and S3 access, serving a scheduler.
+    Executor(crate::cluster::ExecutorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +86,11 @@ pub struct CheckArgs {
     /// Memory for the run, e.g. 4GiB: DataFusion gets three quarters and spills to disk beyond.
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<u64>,
+
+    /// Where SQL runs: `local` (this process) or a Ballista scheduler, `df://host:50050`.
+    /// Wins over the pipeline's `engine.scheduler`.
+    #[arg(long, value_name = "local|df://HOST:PORT", value_parser = parse_engine_flag)]
+    pub engine: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -129,6 +138,11 @@ pub struct RunArgs {
     /// Memory for the run, e.g. 4GiB: DataFusion gets three quarters and spills to disk beyond.
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<u64>,
+
+    /// Where SQL runs: `local` (this process) or a Ballista scheduler, `df://host:50050`.
+    /// Wins over the pipeline's `engine.scheduler`.
+    #[arg(long, value_name = "local|df://HOST:PORT", value_parser = parse_engine_flag)]
+    pub engine: Option<String>,
 
     /// Send the report even though it was already sent for this ds.
     #[arg(long, conflicts_with = "no_report")]
@@ -182,11 +196,21 @@ fn parse_size(text: &str) -> Result<u64, String> {
     config::parse_bytes(text)
 }
 
+fn parse_engine_flag(text: &str) -> Result<String, String> {
+    config::parse_engine(text).map(|_| text.to_string())
+}
+
 /// Parse arguments, run, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Deep plans recurse deeply: turning a cluster step's plan into protobuf and back overflowed
+    // tokio's default 2 MiB thread stack (Ballista's own binaries use 32 MiB, as here).
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_stack_size(32 * 1024 * 1024)
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(err) => {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -228,6 +252,8 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Plan(args) => report(plan(&args).await),
         Command::Report(args) => report(render_report(&args).await),
         Command::SampleData(args) => report(sample_data(&args)),
+        Command::Scheduler(args) => report(crate::cluster::run_scheduler(args).await),
+        Command::Executor(args) => report(crate::cluster::run_executor(args).await),
     }
 }
 
@@ -262,11 +288,17 @@ fn report(outcome: Result<(), Error>) -> i32 {
     }
 }
 
-fn overrides(args: &PipelineArgs, ds: Option<NaiveDate>, memory_limit: Option<u64>) -> Overrides {
+fn overrides(
+    args: &PipelineArgs,
+    ds: Option<NaiveDate>,
+    memory_limit: Option<u64>,
+    engine: &Option<String>,
+) -> Overrides {
     Overrides {
         ds,
         vars: args.vars.clone(),
         memory_limit,
+        engine: engine.clone(),
     }
 }
 
@@ -291,7 +323,7 @@ async fn run_command(args: RunArgs, progress_allowed: bool) -> i32 {
     for ds in &dates {
         let pipeline = match config::load(
             &args.pipeline.pipeline,
-            &overrides(&args.pipeline, *ds, args.memory_limit),
+            &overrides(&args.pipeline, *ds, args.memory_limit, &args.engine),
         ) {
             Ok(pipeline) => pipeline,
             Err(diagnostics) => return report(Err(Error::Invalid(diagnostics))),
@@ -341,7 +373,7 @@ async fn run_command(args: RunArgs, progress_allowed: bool) -> i32 {
 async fn check_command(args: &CheckArgs, progress_allowed: bool) -> i32 {
     let pipeline = match config::load(
         &args.pipeline.pipeline,
-        &overrides(&args.pipeline, args.pipeline.ds, args.memory_limit),
+        &overrides(&args.pipeline, args.pipeline.ds, args.memory_limit, &args.engine),
     ) {
         Ok(pipeline) => pipeline,
         Err(diagnostics) => return report(Err(Error::Invalid(diagnostics))),
@@ -402,9 +434,9 @@ async fn register_for_planning(ctx: &datafusion::prelude::SessionContext, pipeli
 }
 
 async fn validate(args: &PipelineArgs) -> Result<(), Error> {
-    let pipeline = config::load(&args.pipeline, &overrides(args, args.ds, None))?;
+    let pipeline = config::load(&args.pipeline, &overrides(args, args.ds, None, &None))?;
     let graph = transform::resolve(&pipeline)?;
-    let ctx = session::create(&pipeline)?;
+    let ctx = session::create_local(&pipeline)?;
     let mut problems = register_for_planning(&ctx, &pipeline).await;
     let (planned, failures) = transform::plan_all(&ctx, &pipeline, &graph).await;
     problems.extend(failures);
@@ -451,9 +483,9 @@ async fn validate(args: &PipelineArgs) -> Result<(), Error> {
 }
 
 async fn plan(args: &PipelineArgs) -> Result<(), Error> {
-    let pipeline = config::load(&args.pipeline, &overrides(args, args.ds, None))?;
+    let pipeline = config::load(&args.pipeline, &overrides(args, args.ds, None, &None))?;
     let graph = transform::resolve(&pipeline)?;
-    let ctx = session::create(&pipeline)?;
+    let ctx = session::create_local(&pipeline)?;
     let problems = register_for_planning(&ctx, &pipeline).await;
     if let Some(first) = problems.into_iter().next() {
         return Err(first);
@@ -522,7 +554,7 @@ async fn plan(args: &PipelineArgs) -> Result<(), Error> {
 async fn render_report(args: &ReportArgs) -> Result<(), Error> {
     let pipeline = config::load(
         &args.pipeline.pipeline,
-        &overrides(&args.pipeline, args.pipeline.ds, None),
+        &overrides(&args.pipeline, args.pipeline.ds, None, &None),
     )?;
     let Some(report) = &pipeline.report else {
         return Err(Error::Usage(format!(

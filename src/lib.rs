@@ -14,6 +14,7 @@
 //! - [`cli`]: the `lifemap` command line.
 
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod delivery;
 pub mod error;

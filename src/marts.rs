@@ -113,6 +113,11 @@ impl MartWriter {
         self.staging_of_ds().child(&self.run_id)
     }
 
+    /// Where a run on a cluster holds its materialised steps: deleted with the staging folder.
+    pub fn steps_folder(&self) -> Location {
+        self.staging().child("_steps")
+    }
+
     /// The published partition of `mart` for this run's `ds`.
     pub fn partition(&self, mart: &str) -> Location {
         self.root.child(mart).child(&format!("ds={}", self.ds))

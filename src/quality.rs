@@ -92,7 +92,13 @@ pub async fn run_check(
         .sql_with_options(&sql, crate::transform::sql_options())
         .await
         .map_err(|e| check_error(check, e))?;
-    let failures = failures.cache().await.map_err(|e| check_error(check, e))?;
+    // Computed once for the count and the examples; a cluster cannot `cache()` (its client holds
+    // no rows), so there the check's query runs twice.
+    let failures = if crate::cluster::is_client(ctx) {
+        failures
+    } else {
+        failures.cache().await.map_err(|e| check_error(check, e))?
+    };
     let failing_rows = failures.clone().count().await.map_err(|e| check_error(check, e))? as u64;
     let examples = failures
         .limit(0, Some(check.examples))

@@ -311,6 +311,7 @@ async fn execute(
 
     let root = storage::resolve(&ctx, &pipeline.output_location)?;
     let writer = MartWriter::new(root.clone(), &pipeline.name, &results.run_id, &results.ds);
+    let steps_folder = writer.steps_folder();
     let schedule = transform::schedule(pipeline, &graph, &step_indexes, &mart_indexes);
     let mut staged = Vec::with_capacity(mart_indexes.len());
     let mut checks: Vec<Option<CheckOutcome>> = vec![None; pipeline.checks.len()];
@@ -335,7 +336,7 @@ async fn execute(
                 }
             };
             results.steps.push(
-                transform::run_step(&ctx, pipeline, &graph, index)
+                transform::run_step(&ctx, pipeline, &graph, index, &steps_folder)
                     .await
                     .map_err(blame)?,
             );

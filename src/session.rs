@@ -33,7 +33,19 @@ fn reads_object_store(pipeline: &Pipeline) -> bool {
         .any(|source| source.location.starts_with("s3://"))
 }
 
-/// A session configured for `pipeline`, with its object stores registered.
+/// A session in this process whatever the pipeline's engine: for work on results already
+/// collected (the report) and for planning without running (`validate`, `plan`).
+pub fn create_local(pipeline: &Pipeline) -> Result<SessionContext, Error> {
+    if pipeline.engine.scheduler.is_none() {
+        return create(pipeline);
+    }
+    let mut local = pipeline.clone();
+    local.engine.scheduler = None;
+    create(&local)
+}
+
+/// A session configured for `pipeline`, with its object stores registered; its SQL runs on the
+/// pipeline's Ballista scheduler when it names one.
 pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
     if let Some(hook) = MEMORY_LIMIT_HOOK.get() {
         hook(pipeline.engine.memory_limit);
@@ -94,15 +106,25 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
         context: "creating the runtime".into(),
         source,
     })?;
+    if engine.scheduler.is_some() {
+        config = crate::cluster::cluster_config(config);
+    }
     let mut state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime)
         .with_default_features()
         .build();
+    // Before the functions: turning a session into a cluster's client resets its function list.
+    if let Some(scheduler) = &engine.scheduler {
+        state = crate::cluster::client_state(state, scheduler)?;
+    }
     crate::functions::register_all(&mut state).map_err(|source| Error::Engine {
         context: "registering lifemap's SQL functions".into(),
         source,
     })?;
+    if engine.scheduler.is_some() {
+        crate::cluster::register_series_functions(&mut state);
+    }
     let ctx = SessionContext::new_with_state(state);
     crate::storage::register_stores(&ctx, pipeline)?;
     Ok(ctx)

@@ -12,7 +12,6 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
-use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
@@ -75,7 +74,8 @@ pub fn register_declared(ctx: &SessionContext, source: &Source) -> Result<bool, 
     let Some(schema) = declared_schema(source) else {
         return Ok(false);
     };
-    let table = MemTable::try_new(schema, vec![vec![]]).map_err(|e| query_error(source, e))?;
+    // An empty table rather than an in-memory one: a cluster can be sent it (see `cluster`).
+    let table = datafusion::datasource::empty::EmptyTable::new(schema);
     let frame = ctx.read_table(Arc::new(table)).map_err(|e| query_error(source, e))?;
     // No rows: the key only matters for the types, so planning needs none.
     let frame = protect(frame, source, &PiiHash::new(b"")).map_err(|e| query_error(source, e))?;
@@ -86,6 +86,19 @@ pub fn register_declared(ctx: &SessionContext, source: &Source) -> Result<bool, 
 
 /// The environment variable holding the key personal columns are hashed with.
 pub const PII_KEY_ENV: &str = "LIFEMAP_PII_KEY";
+
+/// On a cluster's scheduler and executors: `pii_hash` under the key in their own environment, so
+/// that plans hashing personal columns run there without the key travelling with them.
+pub fn register_pii_hash_from_env(
+    registry: &mut dyn datafusion::execution::FunctionRegistry,
+) -> datafusion::error::Result<()> {
+    if let Ok(key) = std::env::var(PII_KEY_ENV)
+        && !key.is_empty()
+    {
+        registry.register_udf(Arc::new(ScalarUDF::new_from_impl(PiiHash::new(key.as_bytes()))))?;
+    }
+    Ok(())
+}
 
 /// The hasher for `source`'s `pii: hash` columns; an error when it has some and no key is set.
 fn pii_hasher(source: &Source) -> Result<PiiHash, Error> {
@@ -191,7 +204,7 @@ fn file_kind(source: &Source, meta: &ObjectMeta) -> (FileCompressionType, String
 }
 
 /// The compression a file name shows, and the suffix that selects files like it.
-fn classify_file(name: &str) -> (FileCompressionType, String) {
+pub(crate) fn classify_file(name: &str) -> (FileCompressionType, String) {
     let lower = name.to_ascii_lowercase();
     let compressed = [
         (".gz", FileCompressionType::GZIP),
@@ -361,6 +374,11 @@ pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSum
         groups.clear();
     }
     for (suffix, compression) in &groups {
+        if source.format == Format::Lines {
+            let listing = lines::LinesListing::new(&source.location, suffix, *compression, &partition_cols);
+            tables.push(Arc::new(listing.table().map_err(|e| query_error(source, e))?));
+            continue;
+        }
         let options = ListingOptions::new(file_format(source, *compression))
             .with_file_extension(suffix.clone())
             .with_table_partition_cols(partition_cols.clone());

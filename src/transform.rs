@@ -23,6 +23,7 @@ use crate::config::{Diagnostic, Diagnostics, Pipeline, Step, did_you_mean};
 use crate::error::Error;
 use crate::personas::KMeansSpec;
 
+mod on_cluster;
 mod on_disk;
 
 /// The steps of a pipeline in the order they run, with what each reads.
@@ -421,20 +422,32 @@ pub fn schedule(pipeline: &Pipeline, graph: &StepGraph, run: &[usize], marts: &[
     plan
 }
 
-/// Run one step: its result becomes a table in `ctx` named after it.
+/// Run one step: its result becomes a table in `ctx` named after it. On a cluster a held step is
+/// written below `steps` (see `on_cluster`); a local run keeps it in memory or local disk.
 pub async fn run_step(
     ctx: &SessionContext,
     pipeline: &Pipeline,
     graph: &StepGraph,
     index: usize,
+    steps: &crate::storage::Location,
 ) -> Result<StepOutcome, Error> {
     let step = &pipeline.steps[index];
     let started = Instant::now();
+    let on_cluster = pipeline.engine.scheduler.is_some();
     if let Some(spec) = &step.kmeans {
-        let (table, details) = run_kmeans(ctx, step, spec).await?;
-        let schema = datafusion::catalog::TableProvider::schema(&table);
+        let (batch, details) = run_kmeans(ctx, step, spec).await?;
+        let schema = batch.schema();
         let rows = details.get("entities").and_then(serde_json::Value::as_u64);
-        ctx.register_table(step.name.as_str(), Arc::new(table))
+        let table: Arc<dyn datafusion::catalog::TableProvider> = if on_cluster {
+            on_cluster::put(&batch, steps, &step.name)
+                .await
+                .map_err(|source| step_error(step, source))?
+        } else {
+            Arc::new(
+                MemTable::try_new(Arc::clone(&schema), vec![vec![batch]]).map_err(|source| step_error(step, source))?,
+            )
+        };
+        ctx.register_table(step.name.as_str(), table)
             .map_err(|source| step_error(step, source))?;
         tracing::info!(step = %step.name, k = details["k"].as_u64(), elapsed_ms = started.elapsed().as_millis() as u64, "clustering ready");
         return Ok(StepOutcome {
@@ -451,7 +464,14 @@ pub async fn run_step(
     let materialize = materializes(pipeline, graph, index);
     let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
     let mut bytes_on_disk = None;
-    let rows = if materialize {
+    let rows = if materialize && on_cluster {
+        let (table, rows) = on_cluster::hold(frame, steps, &step.name)
+            .await
+            .map_err(|source| step_error(step, source))?;
+        ctx.register_table(step.name.as_str(), table)
+            .map_err(|source| step_error(step, source))?;
+        Some(rows)
+    } else if materialize {
         let task_ctx = Arc::new(frame.task_ctx());
         let plan = frame
             .create_physical_plan()
@@ -593,7 +613,7 @@ async fn run_kmeans(
     ctx: &SessionContext,
     step: &Step,
     spec: &KMeansSpec,
-) -> Result<(MemTable, serde_json::Value), Error> {
+) -> Result<(RecordBatch, serde_json::Value), Error> {
     let fail = |message: String| Error::Step {
         step: step.name.clone(),
         origin: step.origin.clone(),
@@ -650,11 +670,10 @@ async fn run_kmeans(
         vec![Arc::new(StringArray::from(ids)), Arc::new(persona_ids), Arc::new(names)],
     )
     .map_err(|e| step_error(step, e.into()))?;
-    let table = MemTable::try_new(schema, vec![vec![batch]]).map_err(|source| step_error(step, source))?;
     let mut details = serde_json::to_value(&clustering).map_err(|e| fail(e.to_string()))?;
     // Counted, not silently dropped: rows without an id or with a missing or infinite feature.
     details["skipped_rows"] = serde_json::json!(skipped);
-    Ok((table, details))
+    Ok((batch, details))
 }
 
 #[cfg(test)]

@@ -176,6 +176,8 @@ pub struct EngineSettings {
     pub target_partitions: Option<usize>,
     pub batch_size: Option<usize>,
     pub memory_limit: Option<u64>,
+    /// The Ballista scheduler SQL runs on (`df://host:port`); `None` runs it in this process.
+    pub scheduler: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -352,6 +354,8 @@ pub struct Overrides {
     /// `--var key=value`, in order (a later one wins).
     pub vars: Vec<(String, String)>,
     pub memory_limit: Option<u64>,
+    /// `--engine`: `local` or a Ballista scheduler URL; wins over `engine.scheduler`.
+    pub engine: Option<String>,
 }
 
 /// Read, parse and compile a pipeline file.
@@ -627,9 +631,20 @@ pub fn compile(
 
     let s3 = compile_s3(&mut c, raw.storage.and_then(|s| s.s3));
 
+    let scheduler_text = overrides
+        .engine
+        .clone()
+        .or_else(|| raw.engine.as_ref().and_then(|engine| engine.scheduler.clone()));
+    let scheduler = scheduler_text.and_then(|text| {
+        parse_engine(&text).unwrap_or_else(|message| {
+            c.report(&["engine:", "scheduler:"], "engine.scheduler", message);
+            None
+        })
+    });
     let engine = match raw.engine {
         None => EngineSettings {
             memory_limit: overrides.memory_limit,
+            scheduler,
             ..Default::default()
         },
         Some(engine) => {
@@ -660,6 +675,7 @@ pub fn compile(
                 target_partitions: engine.target_partitions,
                 batch_size: engine.batch_size,
                 memory_limit,
+                scheduler,
             }
         }
     };
@@ -1000,6 +1016,20 @@ pub fn compile(
     let report = raw
         .report
         .and_then(|raw_report| report::compile_report(&mut c, raw_report, path, &ctx, &marts, &mut hasher));
+    // On a cluster, executors take a CSV or NDJSON file's compression from its name (DataFusion
+    // does not send it, see `cluster`): a declared one could not be honoured.
+    if engine.scheduler.is_some() {
+        for source in &sources {
+            let by_name = matches!(source.compression, RawCompression::Auto);
+            if !by_name && matches!(source.format, Format::Csv | Format::Ndjson) {
+                c.report(
+                    &["sources:", &format!("{}:", source.name), "compression:"],
+                    format!("sources.{}.compression", source.name),
+                    "on a Ballista cluster compression is taken from file names: leave `compression` out (auto)",
+                );
+            }
+        }
+    }
 
     if !c.problems.is_empty() {
         return Err(Diagnostics(c.problems));
@@ -1375,5 +1405,38 @@ fn typed_var(declared: &serde_yaml::Value, resolved: &str) -> Result<minijinja::
             .map(Into::into)
             .map_err(|_| format!("expects true or false; got `{resolved}`")),
         _ => Ok(resolved.into()),
+    }
+}
+
+/// `engine.scheduler` / `--engine`: `local` runs SQL in this process (`None`); `df://host[:port]`
+/// names a Ballista scheduler (port 50050 unless given).
+pub fn parse_engine(text: &str) -> Result<Option<String>, String> {
+    let text = text.trim();
+    if text == "local" {
+        return Ok(None);
+    }
+    let usage = || format!("`{text}` is neither `local` nor a scheduler URL like `df://scheduler:50050`");
+    let url = url::Url::parse(text).map_err(|_| usage())?;
+    match (url.scheme(), url.host_str()) {
+        ("df", Some(host)) if !host.is_empty() && url.path().trim_matches('/').is_empty() => {
+            Ok(Some(format!("df://{host}:{}", url.port().unwrap_or(50050))))
+        }
+        _ => Err(usage()),
+    }
+}
+
+#[cfg(test)]
+mod engine_tests {
+    use super::parse_engine;
+
+    #[test]
+    fn engine_is_local_or_a_scheduler_url() {
+        assert_eq!(parse_engine("local"), Ok(None));
+        assert_eq!(parse_engine("df://sched:50051"), Ok(Some("df://sched:50051".into())));
+        assert_eq!(parse_engine("df://10.0.0.5"), Ok(Some("df://10.0.0.5:50050".into())));
+        for wrong in ["remote", "http://sched:50050", "df://sched:50050/x", "df://"] {
+            let message = parse_engine(wrong).unwrap_err();
+            assert!(message.contains("df://scheduler:50050"), "{wrong}: {message}");
+        }
     }
 }

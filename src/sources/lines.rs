@@ -21,19 +21,23 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, String
 use datafusion::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
-use datafusion::catalog::Session;
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::GetExt;
+use datafusion::common::parsers::CompressionTypeVariant;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, Statistics};
+use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
 use datafusion::datasource::physical_plan::{
     FileOpenFuture, FileOpener, FileScanConfig, FileScanConfigBuilder, FileSource,
 };
 use datafusion::datasource::projection::{ProjectionOpener, SplitProjection};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::projection::ProjectionExprs;
@@ -108,6 +112,120 @@ impl FileFormat for LinesFormat {
     fn file_source(&self, table_schema: TableSchema) -> Arc<dyn FileSource> {
         Arc::new(LinesSource::new(table_schema))
     }
+}
+
+/// What a `lines` listing table is built from. DataFusion's plan serialization knows its own
+/// formats only, so on a Ballista cluster a `lines` table travels as this description (see
+/// [`LinesTable`] and `crate::cluster`) and is rebuilt by the scheduler.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LinesListing {
+    /// The source's location (folder, glob or URL) as the pipeline gives it.
+    pub location: String,
+    /// The suffix that selects the files (`.ndjson.gz`).
+    pub extension: String,
+    /// `GZIP`, `ZSTD`, ... or `UNCOMPRESSED`.
+    pub compression: String,
+    /// Hive partition columns and their types (`Utf8`, `Date32`).
+    pub partitions: Vec<(String, String)>,
+}
+
+impl LinesListing {
+    pub fn new(
+        location: &str,
+        extension: &str,
+        compression: FileCompressionType,
+        partitions: &[(String, DataType)],
+    ) -> Self {
+        Self {
+            location: location.to_string(),
+            extension: extension.to_string(),
+            compression: compression.get_variant().to_string(),
+            partitions: partitions
+                .iter()
+                .map(|(name, data_type)| (name.clone(), data_type.to_string()))
+                .collect(),
+        }
+    }
+
+    /// The listing table this describes.
+    pub fn table(&self) -> Result<LinesTable> {
+        let plan_error =
+            |message: String| DataFusionError::Plan(format!("`lines` table at {}: {message}", self.location));
+        let compression = self
+            .compression
+            .parse::<CompressionTypeVariant>()
+            .map_err(|err| plan_error(err.to_string()))?;
+        let partitions = self
+            .partitions
+            .iter()
+            .map(|(name, data_type)| {
+                data_type
+                    .parse::<DataType>()
+                    .map(|data_type| (name.clone(), data_type))
+                    .map_err(|err| plan_error(err.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let url = crate::storage::listing_url(&self.location).map_err(|err| plan_error(err.to_string()))?;
+        let options = ListingOptions::new(Arc::new(LinesFormat::new(compression.into())))
+            .with_file_extension(self.extension.clone())
+            .with_table_partition_cols(partitions);
+        let config = ListingTableConfig::new(url)
+            .with_listing_options(options)
+            .with_schema(line_schema());
+        Ok(LinesTable {
+            listing: ListingTable::try_new(config)?,
+            description: self.clone(),
+        })
+    }
+}
+
+/// A `lines` listing table that knows how it was described (see [`LinesListing`]); reads are the
+/// listing table's.
+#[derive(Debug)]
+pub struct LinesTable {
+    listing: ListingTable,
+    description: LinesListing,
+}
+
+impl LinesTable {
+    pub fn description(&self) -> &LinesListing {
+        &self.description
+    }
+}
+
+#[async_trait]
+impl TableProvider for LinesTable {
+    fn schema(&self) -> SchemaRef {
+        self.listing.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        self.listing.table_type()
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.listing.scan(state, projection, filters, limit).await
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        self.listing.supports_filters_pushdown(filters)
+    }
+}
+
+/// A `lines` scan's source, for a scan rebuilt from its serialized form on a cluster executor.
+pub fn file_source(table_schema: TableSchema) -> Arc<dyn FileSource> {
+    Arc::new(LinesSource::new(table_schema))
+}
+
+/// Whether `source` reads `lines` files.
+pub fn is_lines_source(source: &dyn FileSource) -> bool {
+    source.downcast_ref::<LinesSource>().is_some()
 }
 
 /// [`FileSource`] of `lines` files: the scan's settings (batch size, projection).

@@ -1,5 +1,6 @@
 //! Integration tests: the real `lifemap` binary, real files, a real S3-compatible server.
 
+mod cluster;
 mod common;
 mod engine;
 mod faults;

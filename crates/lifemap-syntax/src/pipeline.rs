@@ -162,6 +162,10 @@ pub struct RawEngine {
     /// Memory pool size with spilling to disk, e.g. `"4GiB"`. Default: unbounded.
     #[serde(default)]
     pub memory_limit: Option<String>,
+    /// Where SQL runs: `local` (this process, the default) or a Ballista scheduler,
+    /// `df://host:50050`.
+    #[serde(default)]
+    pub scheduler: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq)]

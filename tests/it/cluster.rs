@@ -1,0 +1,247 @@
+//! The bundled pipeline on a Ballista cluster: a real `lifemap scheduler` and two
+//! `lifemap executor` processes on loopback, reading and writing the S3 test server, against a
+//! local run of the same `ds` on the same exports.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::s3::{S3Target, target};
+use crate::common::{Project, files_below, query_parquet, run_expecting};
+
+/// The marts of the bundled pipeline.
+const MARTS: [&str; 11] = [
+    "customer_journey",
+    "lifecycle_funnel",
+    "cohort_retention",
+    "lifecycle_status",
+    "nps_monthly",
+    "activity_heatmap",
+    "kpi_summary",
+    "personas",
+    "trend_series",
+    "trend_summary",
+    "quarantine",
+];
+
+/// Child processes killed when the test ends, however it ends.
+struct Processes(Vec<(String, Child)>);
+
+impl Drop for Processes {
+    fn drop(&mut self) {
+        for (_, child) in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn wait_for_port(port: u16, processes: &mut Processes) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        for (name, child) in &mut processes.0 {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!("{name} exited before listening: {status}");
+            }
+        }
+        assert!(Instant::now() < deadline, "nothing listens on port {port} after 60 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// `lifemap <args>` in the background, with the S3 server's credentials in its environment only;
+/// its log (info and up) goes to `<logs>/<name>.log`.
+fn spawn(name: &str, s3: &S3Target, args: &[String], logs: &Path, processes: &mut Processes) {
+    let log = std::fs::File::create(logs.join(format!("{name}.log"))).expect("log file");
+    let child = std::process::Command::new(assert_cmd::cargo::cargo_bin("lifemap"))
+        .args(args)
+        .env("AWS_ACCESS_KEY_ID", &s3.key_id)
+        .env("AWS_SECRET_ACCESS_KEY", &s3.secret)
+        .env("AWS_ENDPOINT", &s3.endpoint)
+        .env("AWS_REGION", &s3.region)
+        .env("AWS_ALLOW_HTTP", "true")
+        .env("LIFEMAP_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap_or_else(|err| panic!("starting {name}: {err}"));
+    processes.0.push((name.to_string(), child));
+}
+
+/// A scheduler and two executors logging into `logs`; the scheduler's port.
+fn start_cluster(s3: &S3Target, logs: &Path, processes: &mut Processes) -> u16 {
+    let scheduler = free_port();
+    spawn(
+        "scheduler",
+        s3,
+        &[
+            "scheduler".into(),
+            "--bind".into(),
+            "127.0.0.1".into(),
+            "--port".into(),
+            scheduler.to_string(),
+        ],
+        logs,
+        processes,
+    );
+    wait_for_port(scheduler, processes);
+    for executor in ["executor-1", "executor-2"] {
+        let (flight, grpc) = (free_port(), free_port());
+        let args: Vec<String> = [
+            "executor",
+            "--scheduler",
+            &format!("127.0.0.1:{scheduler}"),
+            "--bind",
+            "127.0.0.1",
+            "--external-host",
+            "127.0.0.1",
+            "--port",
+            &flight.to_string(),
+            "--grpc-port",
+            &grpc.to_string(),
+            "--concurrent-tasks",
+            "2",
+        ]
+        .iter()
+        .map(|arg| arg.to_string())
+        .collect();
+        spawn(executor, s3, &args, logs, processes);
+        wait_for_port(flight, processes);
+    }
+    scheduler
+}
+
+/// Every mart's rows, in a stable order, as text: numbers rounded where sums of floats may add up
+/// in another order on another partitioning.
+fn mart_rows(s3: &S3Target, marts: &str, mart: &str) -> String {
+    let location = s3.uri(&format!("{marts}/{mart}/ds=2026-10-31/"));
+    let ctx = s3.session();
+    let columns = crate::common::block_on(async {
+        ctx.register_parquet("t", &location, Default::default())
+            .await
+            .expect("mart");
+        ctx.table("t").await.expect("table").schema().as_arrow().clone()
+    });
+    let select: Vec<String> = columns
+        .fields()
+        .iter()
+        .map(|field| match field.data_type() {
+            datafusion::arrow::datatypes::DataType::Float64 | datafusion::arrow::datatypes::DataType::Float32 => {
+                format!("round(\"{0}\", 9) AS \"{0}\"", field.name())
+            }
+            _ => format!("\"{}\"", field.name()),
+        })
+        .collect();
+    let order: Vec<String> = (1..=select.len()).map(|i| i.to_string()).collect();
+    query_parquet(
+        &s3.session(),
+        &location,
+        &format!("SELECT {} FROM t ORDER BY {}", select.join(", "), order.join(", ")),
+    )
+}
+
+#[test]
+fn the_bundled_pipeline_on_a_ballista_cluster_gives_the_marts_of_a_local_run() {
+    let s3 = target("cluster");
+    let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/sample");
+    for file in files_below(&sample) {
+        s3.put(
+            &format!("exports/{file}"),
+            std::fs::read(sample.join(&file)).expect("sample file"),
+        );
+    }
+    let project = Project::new();
+    let run = |marts: &str, engine: &[&str]| {
+        let mut command = project.lifemap();
+        s3.configure(&mut command);
+        command
+            .args([
+                "run",
+                &format!("{}/pipelines/customer_lifecycle.yaml", env!("CARGO_MANIFEST_DIR")),
+                "--ds",
+                "2026-10-31",
+                "--no-report",
+                "--var",
+                &format!("exports_uri={}", s3.uri("exports")),
+                "--var",
+                &format!("marts_uri={}", s3.uri(marts)),
+            ])
+            .args(engine);
+        run_expecting(command, 0)
+    };
+    let local = run("local", &[]);
+
+    let mut processes = Processes(Vec::new());
+    let logs = project.path("logs");
+    std::fs::create_dir_all(&logs).expect("logs folder");
+    let scheduler = start_cluster(&s3, &logs, &mut processes);
+    let cluster_run = run("cluster", &["--engine", &format!("df://127.0.0.1:{scheduler}")]);
+
+    let (local, cluster) = (local.summary(), cluster_run.summary());
+    assert_eq!(cluster["status"], "success");
+    assert_eq!(cluster["rows"], local["rows"], "rows per mart");
+    for mart in MARTS {
+        let expected = mart_rows(&s3, "local", mart);
+        assert!(expected.lines().count() > 4, "{mart} has rows:\n{expected}");
+        assert_eq!(mart_rows(&s3, "cluster", mart), expected, "mart {mart}");
+    }
+    // The held steps lived in the run's staging folder, which is gone.
+    assert!(
+        s3.list("cluster/_staging/").is_empty(),
+        "{:?}",
+        s3.list("cluster/_staging/")
+    );
+    // Every process read the credentials from its own environment, and none printed them.
+    let scheduler_log = std::fs::read_to_string(logs.join("scheduler.log")).expect("scheduler log");
+    assert!(
+        scheduler_log.contains("Job finished successfully"),
+        "the scheduler ran the steps:\n{scheduler_log}"
+    );
+    for name in ["scheduler", "executor-1", "executor-2"] {
+        let log = std::fs::read_to_string(logs.join(format!("{name}.log"))).expect("log");
+        assert!(!log.contains(s3.secret.as_str()), "{name} logged the secret");
+    }
+    let printed = format!("{}{}", cluster_run.stdout, cluster_run.stderr);
+    assert!(!printed.contains(s3.secret.as_str()));
+}
+
+#[test]
+fn a_cluster_run_refuses_what_it_cannot_honour_before_connecting() {
+    let project = Project::new();
+    project.write("in/orders.csv.gz", crate::common::fixture::gzip("id\n1\n"));
+    project.write(
+        "p.yaml",
+        r#"name: declared
+sources:
+  orders: { location: "in/", format: csv, compression: gzip, schema: { id: string } }
+steps:
+  - { name: counted, query: "SELECT COUNT(*) AS n FROM orders" }
+output: { location: out }
+marts:
+  counted: {}
+"#,
+    );
+    // Nothing listens on port 9: the run must stop at the pipeline, not at the connection.
+    let mut command = project.lifemap();
+    command.args(["run", "p.yaml", "--ds", "2026-10-31", "--engine", "df://127.0.0.1:9"]);
+    let outcome = run_expecting(command, 2);
+    assert!(
+        outcome.stderr.contains("sources.orders.compression"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(outcome.stderr.contains("taken from file names"), "{}", outcome.stderr);
+
+    let mut command = project.lifemap();
+    command.args(["run", "p.yaml", "--engine", "spark://x"]);
+    let outcome = run_expecting(command, 2);
+    assert!(outcome.stderr.contains("df://scheduler:50050"), "{}", outcome.stderr);
+}
