@@ -412,7 +412,7 @@ impl LogicalExtensionCodec for LifemapLogicalCodec {
         match node.downcast_ref::<LinesTable>() {
             Some(table) => {
                 buf.extend_from_slice(LINES_TAG);
-                serde_json::to_writer(buf, table.description())
+                serde_json::to_writer(buf, &table.kept)
                     .map_err(|err| DataFusionError::Internal(format!("a `lines` table's description: {err}")))
             }
             None => self.ballista.try_encode_table_provider(table_ref, node, buf),

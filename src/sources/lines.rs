@@ -21,12 +21,11 @@ use datafusion::arrow::array::{ArrayRef, RecordBatch, RecordBatchOptions, String
 use datafusion::arrow::buffer::{Buffer, OffsetBuffer, ScalarBuffer};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::arrow::error::ArrowError;
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::Session;
 use datafusion::common::GetExt;
 use datafusion::common::parsers::CompressionTypeVariant;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, Result, Statistics};
-use datafusion::datasource::TableType;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
 use datafusion::datasource::listing::PartitionedFile;
@@ -37,7 +36,6 @@ use datafusion::datasource::physical_plan::{
 use datafusion::datasource::projection::{ProjectionOpener, SplitProjection};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::physical_expr::PhysicalExpr;
 use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::projection::ProjectionExprs;
@@ -173,50 +171,14 @@ impl LinesListing {
             .with_listing_options(options)
             .with_schema(line_schema());
         Ok(LinesTable {
-            listing: ListingTable::try_new(config)?,
-            description: self.clone(),
+            table: ListingTable::try_new(config)?,
+            kept: self.clone(),
         })
     }
 }
 
-/// A `lines` listing table that knows how it was described (see [`LinesListing`]); reads are the
-/// listing table's.
-#[derive(Debug)]
-pub struct LinesTable {
-    listing: ListingTable,
-    description: LinesListing,
-}
-
-impl LinesTable {
-    pub fn description(&self) -> &LinesListing {
-        &self.description
-    }
-}
-
-#[async_trait]
-impl TableProvider for LinesTable {
-    fn schema(&self) -> SchemaRef {
-        self.listing.schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        self.listing.table_type()
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.listing.scan(state, projection, filters, limit).await
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        self.listing.supports_filters_pushdown(filters)
-    }
-}
+/// A `lines` listing table that knows how it was described (see [`LinesListing`]).
+pub type LinesTable = crate::sources::Keeping<ListingTable, LinesListing>;
 
 /// A `lines` scan's source, for a scan rebuilt from its serialized form on a cluster executor.
 pub fn file_source(table_schema: TableSchema) -> Arc<dyn FileSource> {

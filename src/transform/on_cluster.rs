@@ -11,8 +11,7 @@ use std::sync::Arc;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::ListingTableUrl;
 use datafusion::error::{DataFusionError, Result};
 use datafusion::parquet::arrow::{ArrowWriter, AsyncArrowWriter};
 use datafusion::parquet::basic::Compression;
@@ -69,11 +68,5 @@ pub async fn put(batch: &RecordBatch, steps: &Location, name: &str) -> Result<Ar
 
 fn parquet_table(folder: &Location, schema: SchemaRef) -> Result<Arc<dyn TableProvider>> {
     let url = ListingTableUrl::parse(folder.folder_url())?;
-    // Strings as written (Utf8), as a local run's held tables give them.
-    let options = ListingOptions::new(Arc::new(ParquetFormat::default().with_force_view_types(false)))
-        .with_file_extension(".parquet");
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(options)
-        .with_schema(schema);
-    Ok(Arc::new(ListingTable::try_new(config)?))
+    Ok(Arc::new(super::on_disk::parquet_listing(url, schema)?))
 }

@@ -14,23 +14,23 @@
 use std::fs::File;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::{Session, TableProvider};
+use datafusion::catalog::TableProvider;
 use datafusion::common::config::TableParquetOptions;
+use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
-use datafusion::datasource::{MemTable, TableType};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
-use datafusion::logical_expr::{Expr, TableProviderFilterPushDown};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream_partitioned};
 use futures::StreamExt;
+
+use crate::sources::Keeping;
 
 /// How much of a materialised step one output partition may keep in memory.
 #[derive(Debug, Clone, Copy)]
@@ -153,7 +153,7 @@ pub async fn hold(
         } else {
             Arc::new(Keeping {
                 table,
-                _kept: reservations,
+                kept: reservations,
             })
         };
         return Ok(Held {
@@ -203,57 +203,29 @@ fn open_writer(folder: &std::path::Path, index: usize, schema: &SchemaRef) -> Re
     Ok(ArrowWriter::try_new(file, Arc::clone(schema), Some(properties))?)
 }
 
-/// A step's table with what must live as long as it: the folder of its Parquet files (removed
-/// when dropped), or its share of the memory pool (returned when dropped).
-#[derive(Debug)]
-struct Keeping<T, K> {
-    table: T,
-    _kept: K,
-}
-
 /// A listing table over a step's Parquet files that owns their folder.
 fn open_on_disk(
     folder: Arc<tempfile::TempDir>,
     schema: SchemaRef,
 ) -> Result<Keeping<ListingTable, Arc<tempfile::TempDir>>> {
-    let mut parquet = TableParquetOptions::default();
-    // Read text back as it was written (Utf8), not as views the next step would cast.
-    parquet.global.schema_force_view_types = false;
-    let options =
-        ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet))).with_file_extension(".parquet");
     let url = ListingTableUrl::parse(format!("{}/", folder.path().display()))?;
-    let config = ListingTableConfig::new(url)
-        .with_listing_options(options)
-        .with_schema(schema);
     Ok(Keeping {
-        table: ListingTable::try_new(config)?,
-        _kept: folder,
+        table: parquet_listing(url, schema)?,
+        kept: folder,
     })
 }
 
-#[async_trait]
-impl<T: TableProvider, K: std::fmt::Debug + Send + Sync + 'static> TableProvider for Keeping<T, K> {
-    fn schema(&self) -> SchemaRef {
-        self.table.schema()
-    }
-
-    fn table_type(&self) -> TableType {
-        TableType::Base
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.table.scan(state, projection, filters, limit).await
-    }
-
-    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
-        self.table.supports_filters_pushdown(filters)
-    }
+/// A listing table over the Parquet files of a held step, read back with the types they were
+/// written with: text as Utf8, not as the views DataFusion would read and the next step cast.
+pub(super) fn parquet_listing(url: ListingTableUrl, schema: SchemaRef) -> Result<ListingTable> {
+    let mut parquet = TableParquetOptions::default();
+    parquet.global.schema_force_view_types = false;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default().with_options(parquet))).with_file_extension(".parquet");
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    ListingTable::try_new(config)
 }
 
 #[cfg(test)]
