@@ -11,12 +11,12 @@
 //!   table travels as its description ([`LinesListing`], rebuilt by the scheduler) and its scan as
 //!   the generic file-scan message plus its compression ([`LifemapPhysicalCodec`]).
 //! - In-memory tables cannot be sent: a materialised step is written as Parquet into the run's
-//!   staging folder of the output storage and read back from there (`transform::on_cluster`);
-//!   `cache()` is not used on a cluster (`quality`); `generate_series` becomes a `VALUES` list
-//!   ([`register_series_functions`]); an allowed-empty source is an `EmptyTable` (`sources`).
+//!   staging folder of the output storage by the executors (`transform::on_cluster`, planned by
+//!   `LifemapQueryPlanner`) and read back from there; `cache()` is not used on a cluster
+//!   (`quality`); `generate_series` becomes a `VALUES` list ([`register_series_functions`]); an
+//!   allowed-empty source is an `EmptyTable` (`sources`).
 //! - Ballista 55 and DataFusion 55 defects met on the bundled pipeline, each worked around where
-//!   it is named: [`STATIC_PLANNER`], [`cluster_config`], [`CompressionRestoringEngine`], and the
-//!   client-side write in `transform::on_cluster::hold`.
+//!   it is named: [`STATIC_PLANNER`], [`cluster_config`], [`LifemapExecutionEngine`].
 //! - Credentials never travel with plans: every process builds its S3 clients from its own
 //!   environment (`AWS_*`, see [`EnvObjectStores`]), and nothing here logs them.
 
@@ -25,6 +25,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use async_trait::async_trait;
 use ballista_core::JobId;
 use ballista_core::extension::{SessionConfigExt, SessionStateExt};
 use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
@@ -34,6 +35,7 @@ use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
+use datafusion::catalog::Session;
 use datafusion::catalog::{TableFunctionArgs, TableFunctionImpl, TableProvider};
 use datafusion::common::ScalarValue;
 use datafusion::common::tree_node::{Transformed, TreeNode};
@@ -43,13 +45,17 @@ use datafusion::datasource::file_format::file_compression_type::FileCompressionT
 use datafusion::datasource::physical_plan::{FileScanConfig, FileScanConfigBuilder};
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::execution::TaskContext;
+use datafusion::execution::context::QueryPlanner;
 use datafusion::execution::object_store::{DefaultObjectStoreRegistry, ObjectStoreRegistry};
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::{SessionState, SessionStateBuilder};
 use datafusion::functions_table::generate_series::GenerateSeriesTable;
+use datafusion::logical_expr::UserDefinedLogicalNode;
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{Expr, LogicalPlanBuilder, col, lit};
 use datafusion::logical_expr::{Extension, LogicalPlan};
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 use datafusion::prelude::SessionConfig;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::from_proto::{parse_protobuf_file_scan_config, parse_table_schema_from_proto};
@@ -64,6 +70,7 @@ use url::Url;
 
 use crate::error::Error;
 use crate::sources::lines::{self, LinesListing, LinesTable};
+use crate::transform::on_cluster::{HoldWrite, HoldWriterExec};
 
 /// `lifemap scheduler`: where clients send plans and executors ask for work.
 #[derive(Debug, clap::Args)]
@@ -177,7 +184,7 @@ pub async fn run_executor(args: ExecutorArgs) -> Result<(), Error> {
         override_runtime_producer: Some(runtime_producer),
         override_logical_codec: Some(Arc::new(LifemapLogicalCodec::default())),
         override_physical_codec: Some(Arc::new(LifemapPhysicalCodec::default())),
-        override_execution_engine: Some(Arc::new(CompressionRestoringEngine(DefaultExecutionEngine::new()))),
+        override_execution_engine: Some(Arc::new(LifemapExecutionEngine(DefaultExecutionEngine::new()))),
         ..ExecutorProcessConfig::default()
     };
     tracing::info!(scheduler = %args.scheduler, port = args.port, grpc_port = args.grpc_port, "executor starting");
@@ -200,10 +207,45 @@ fn session_state(config: SessionConfig) -> Result<SessionState> {
         .with_config(config)
         .with_runtime_env(runtime()?)
         .with_default_features()
+        .with_query_planner(Arc::new(LifemapQueryPlanner))
         .build();
     crate::functions::register_all(&mut state)?;
     crate::sources::register_pii_hash_from_env(&mut state)?;
     Ok(state)
+}
+
+/// DataFusion's planner, plus the executors' writes of held steps ([`HoldWrite`]).
+#[derive(Debug)]
+struct LifemapQueryPlanner;
+
+#[async_trait]
+impl QueryPlanner for LifemapQueryPlanner {
+    async fn create_physical_plan(&self, plan: &LogicalPlan, session: &dyn Session) -> Result<Arc<dyn ExecutionPlan>> {
+        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(HoldWritePlanner)])
+            .create_physical_plan(plan, session)
+            .await
+    }
+}
+
+struct HoldWritePlanner;
+
+#[async_trait]
+impl ExtensionPlanner for HoldWritePlanner {
+    async fn plan_extension(
+        &self,
+        _planner: &dyn PhysicalPlanner,
+        node: &dyn UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        physical_inputs: &[Arc<dyn ExecutionPlan>],
+        _session: &dyn Session,
+        _planning_ctx: &PhysicalPlanningContext,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let Some(write) = node.as_any().downcast_ref::<HoldWrite>() else {
+            return Ok(None);
+        };
+        let input = Arc::clone(one_input(physical_inputs)?);
+        Ok(Some(Arc::new(HoldWriterExec::new(input, write.folder().to_string()))))
+    }
 }
 
 fn runtime() -> Result<Arc<RuntimeEnv>> {
@@ -307,7 +349,7 @@ pub fn cluster_config(config: SessionConfig) -> SessionConfig {
     optimizer.enable_dynamic_filter_pushdown = false;
     optimizer.enable_join_dynamic_filter_pushdown = false;
     // The scheduler receives a compressed CSV or NDJSON source as uncompressed (see
-    // [`CompressionRestoringEngine`]) and would split its files into byte ranges, each of which an
+    // [`LifemapExecutionEngine`]) and would split its files into byte ranges, each of which an
     // executor then decompressed from the middle: half the orders went missing. Files are read
     // whole; a large source still spreads over its many files.
     optimizer.repartition_file_scans = false;
@@ -379,11 +421,23 @@ pub struct LifemapLogicalCodec {
 
 impl LogicalExtensionCodec for LifemapLogicalCodec {
     fn try_decode(&self, buf: &[u8], inputs: &[LogicalPlan], ctx: &TaskContext) -> Result<Extension> {
-        self.ballista.try_decode(buf, inputs, ctx)
+        match buf.strip_prefix(HOLD_TAG) {
+            Some(folder) => Ok(Extension {
+                node: Arc::new(HoldWrite::new(one_input(inputs)?.clone(), folder_from_bytes(folder)?)),
+            }),
+            None => self.ballista.try_decode(buf, inputs, ctx),
+        }
     }
 
     fn try_encode(&self, node: &Extension, buf: &mut Vec<u8>) -> Result<()> {
-        self.ballista.try_encode(node, buf)
+        match node.node.as_any().downcast_ref::<HoldWrite>() {
+            Some(write) => {
+                buf.extend_from_slice(HOLD_TAG);
+                buf.extend_from_slice(write.folder().as_bytes());
+                Ok(())
+            }
+            None => self.ballista.try_encode(node, buf),
+        }
     }
 
     fn try_decode_table_provider(
@@ -436,8 +490,23 @@ impl LogicalExtensionCodec for LifemapLogicalCodec {
     }
 }
 
-/// Marks lifemap's own messages among Ballista's (which are protobuf and never start with it).
+/// Mark lifemap's own messages among Ballista's (which are protobuf and never start with them).
 const LINES_TAG: &[u8] = b"lifemap.lines\0";
+const HOLD_TAG: &[u8] = b"lifemap.hold\0";
+
+fn one_input<T>(inputs: &[T]) -> Result<&T> {
+    match inputs {
+        [input] => Ok(input),
+        _ => Err(DataFusionError::Internal(format!(
+            "a held step's write has {} inputs",
+            inputs.len()
+        ))),
+    }
+}
+
+fn folder_from_bytes(bytes: &[u8]) -> Result<String> {
+    String::from_utf8(bytes.to_vec()).map_err(|err| DataFusionError::Internal(format!("a held step's folder: {err}")))
+}
 
 /// Ballista's physical codec, plus scans of `lines` files.
 #[derive(Debug, Default)]
@@ -453,6 +522,10 @@ impl PhysicalExtensionCodec for LifemapPhysicalCodec {
         ctx: &TaskContext,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<Arc<dyn ExecutionPlan>> {
+        if let Some(folder) = buf.strip_prefix(HOLD_TAG) {
+            let input = Arc::clone(one_input(inputs)?);
+            return Ok(Arc::new(HoldWriterExec::new(input, folder_from_bytes(folder)?)));
+        }
         let Some(rest) = buf.strip_prefix(LINES_TAG) else {
             return self.ballista.try_decode(buf, inputs, ctx, proto_converter);
         };
@@ -477,6 +550,11 @@ impl PhysicalExtensionCodec for LifemapPhysicalCodec {
         buf: &mut Vec<u8>,
         proto_converter: &dyn PhysicalProtoConverterExtension,
     ) -> Result<()> {
+        if let Some(write) = node.downcast_ref::<HoldWriterExec>() {
+            buf.extend_from_slice(HOLD_TAG);
+            buf.extend_from_slice(write.folder().as_bytes());
+            return Ok(());
+        }
         let lines_scan = node
             .downcast_ref::<DataSourceExec>()
             .and_then(|exec| exec.data_source().downcast_ref::<FileScanConfig>())
@@ -515,14 +593,19 @@ fn compression_from_byte(byte: u8) -> Result<FileCompressionType> {
         .ok_or_else(|| DataFusionError::Internal(format!("unknown compression {byte} in a `lines` scan")))
 }
 
-/// DataFusion 55 sends CSV and NDJSON scans without their compression ("The compression type is
-/// not on the wire; CSV scans always deserialize as uncompressed"): an executor would read
-/// `orders.csv.gz` as text. Before running a task, the executor puts the compression back from
-/// the file names, which is where a local run takes it from too (`compression: auto`; a cluster
-/// run refuses other settings, see `config`).
-struct CompressionRestoringEngine(DefaultExecutionEngine);
+/// Ballista's execution engine, with two corrections made to every task's plan before it runs:
+///
+/// - DataFusion 55 sends CSV and NDJSON scans without their compression ("The compression type
+///   is not on the wire; CSV scans always deserialize as uncompressed"): an executor would read
+///   `orders.csv.gz` as text. The compression is put back from the file names, which is where a
+///   local run takes it from too (`compression: auto`; a cluster run refuses other settings, see
+///   `config`).
+/// - A task runs a slice of its stage's partitions, numbered from 0 within the task, so a held
+///   step's writer ([`HoldWriterExec`], always a stage's root) learns from here which partitions
+///   of the stage it writes: its file names must not collide with another task's.
+struct LifemapExecutionEngine(DefaultExecutionEngine);
 
-impl ExecutionEngine for CompressionRestoringEngine {
+impl ExecutionEngine for LifemapExecutionEngine {
     fn create_query_stage_exec(
         &self,
         job_id: JobId,
@@ -533,15 +616,21 @@ impl ExecutionEngine for CompressionRestoringEngine {
         work_dir: &str,
         config: &SessionConfig,
     ) -> Result<Arc<dyn QueryStageExecutor>> {
-        let plan = plan.transform_up(|node| {
-            Ok(restore_compression(&node).map_or_else(|| Transformed::no(node), Transformed::yes))
-        })?;
+        let plan = plan
+            .transform_up(|node| {
+                if let Some(writer) = node.downcast_ref::<HoldWriterExec>() {
+                    let numbered = writer.with_stage_partitions(global_output_partition_ids.clone());
+                    return Ok(Transformed::yes(Arc::new(numbered) as Arc<dyn ExecutionPlan>));
+                }
+                Ok(restore_compression(&node).map_or_else(|| Transformed::no(node), Transformed::yes))
+            })?
+            .data;
         self.0.create_query_stage_exec(
             job_id,
             stage_id,
             task_id,
             global_output_partition_ids,
-            plan.data,
+            plan,
             work_dir,
             config,
         )

@@ -23,7 +23,7 @@ use crate::config::{Diagnostic, Diagnostics, Pipeline, Step, did_you_mean};
 use crate::error::Error;
 use crate::personas::KMeansSpec;
 
-mod on_cluster;
+pub(crate) mod on_cluster;
 mod on_disk;
 
 /// The steps of a pipeline in the order they run, with what each reads.
