@@ -37,17 +37,20 @@ wait_port() {
 }
 
 # Start a scheduler on port 50150 and $1 executors, each running as many tasks at once as there
-# are cores divided among them.
+# are cores divided among them, and a `--memory-limit` of 70 % of the machine's memory (what a
+# local run takes by default) divided among them. Left to Ballista's default, two executors on
+# one host would each take a pool of 70 % of all of it.
 start_cluster() {
-  local executors="$1" tasks
+  local executors="$1" tasks memory
   tasks=$(( $(nproc) / executors )); [ "$tasks" -ge 1 ] || tasks=1
+  memory=$(( $(awk '/MemTotal/ { print $2 }' /proc/meminfo) * 1024 / 100 * 70 / executors ))
   "$bin" -q scheduler --bind 127.0.0.1 --port 50150 > "$work/scheduler.log" 2>&1 &
   pids+=($!)
   wait_port 50150
   for i in $(seq "$executors"); do
     "$bin" -q executor --scheduler 127.0.0.1:50150 --bind 127.0.0.1 --external-host 127.0.0.1 \
       --port $((50150 + 2 * i)) --grpc-port $((50151 + 2 * i)) --concurrent-tasks "$tasks" \
-      --work-dir "$work/executor-$i" > "$work/executor-$i.log" 2>&1 &
+      --work-dir "$work/executor-$i" --memory-limit "$memory" > "$work/executor-$i.log" 2>&1 &
     pids+=($!)
     wait_port $((50150 + 2 * i))
   done
@@ -58,8 +61,10 @@ timed_runs() {
   local marts="$1"; shift
   : > "$work/walls"; : > "$work/rss"
   for _ in $(seq "$runs"); do
+    # Inside $(...) `set -e` does not hold: a failed run must stop the script, not print blanks.
     /usr/bin/time -f "%e %M" -o "$work/run.time" "$bin" -q run pipelines/customer_lifecycle.yaml --ds 2026-10-31 \
-      --no-report --var "exports_uri=$data" --var "marts_uri=$marts" "${format_vars[@]}" "$@" > "$work/run.out"
+      --no-report --var "exports_uri=$data" --var "marts_uri=$marts" "${format_vars[@]}" "$@" > "$work/run.out" \
+      || { echo "the run failed: $(tail -1 "$work/run.out") ($work/run.time: $(head -1 "$work/run.time"))" >&2; return 1; }
     read -r wall rss < "$work/run.time"
     echo "$wall" >> "$work/walls"; echo "$rss" >> "$work/rss"
   done
@@ -73,12 +78,14 @@ echo "|---:|---|---:|---:|---:|"
 for events in "${sizes[@]}"; do
   data="$(exports_dir "$events")"
   ensure_exports "$events"
-  read -r local_wall local_rss <<< "$(timed_runs "$work/cluster-marts-local-$events")"
+  local_result="$(timed_runs "$work/cluster-marts-local-$events")"
+  read -r local_wall local_rss <<< "$local_result"
   echo "| $events | local | $local_wall | $local_rss | 1.00 |"
   for executors in "${executor_counts[@]}"; do
     start_cluster "$executors"
     marts="$work/cluster-marts-$executors-$events"
-    read -r wall rss <<< "$(timed_runs "$marts" --engine df://127.0.0.1:50150)"
+    result="$(timed_runs "$marts" --engine df://127.0.0.1:50150)"
+    read -r wall rss <<< "$result"
     stop_cluster
     "$python" benches/tools/same_marts.py "$work/cluster-marts-local-$events" "$marts"
     ratio=$(awk -v a="$wall" -v b="$local_wall" 'BEGIN { printf "%.2f", a / b }')

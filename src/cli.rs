@@ -84,6 +84,7 @@ pub struct CheckArgs {
     pub pipeline: PipelineArgs,
 
     /// Memory for the run, e.g. 4GiB: DataFusion gets three quarters and spills to disk beyond.
+    /// Default: 70 % of the machine's (or container's) memory.
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<u64>,
 
@@ -136,6 +137,7 @@ pub struct RunArgs {
     pub select: Vec<String>,
 
     /// Memory for the run, e.g. 4GiB: DataFusion gets three quarters and spills to disk beyond.
+    /// Default: 70 % of the machine's (or container's) memory.
     #[arg(long, value_parser = parse_size)]
     pub memory_limit: Option<u64>,
 

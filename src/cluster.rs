@@ -118,6 +118,12 @@ pub struct ExecutorArgs {
     /// Folder for shuffle files; default: a temporary folder.
     #[arg(long)]
     pub work_dir: Option<PathBuf>,
+
+    /// Memory for this executor's tasks, e.g. 8GiB: as for `lifemap run`, DataFusion's pool gets
+    /// three quarters, shared among the concurrent tasks, and they spill to disk beyond.
+    /// Default: Ballista's, a pool of 70 % of the machine's (or container's) memory.
+    #[arg(long, value_parser = crate::config::parse_bytes)]
+    pub memory_limit: Option<u64>,
 }
 
 fn cluster_error(context: &str, err: impl fmt::Display) -> Error {
@@ -178,6 +184,10 @@ pub async fn run_executor(args: ExecutorArgs) -> Result<(), Error> {
         scheduler_port,
         vcores: args.concurrent_tasks.unwrap_or(0),
         work_dir: args.work_dir.as_ref().map(|dir| dir.display().to_string()),
+        // Ballista installs this pool in every task's runtime itself, after the runtime producer.
+        memory_pool_size: args
+            .memory_limit
+            .map(|limit| crate::session::operator_memory(limit) as u64),
         print_thread_info: false,
         override_function_registry: Some(Arc::new((&functions).into())),
         override_config_producer: Some(config_producer),

@@ -182,9 +182,9 @@ impl Error {
             (_, FailureKind::Auth) => {
                 Some("check the S3 credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or storage.s3.*_env)")
             }
-            _ if self.is_out_of_memory() => {
-                Some("the work did not fit in --memory-limit (engine.memory_limit) even spilling to disk: raise it")
-            }
+            _ if self.is_out_of_memory() => Some(
+                "the work did not fit in --memory-limit (engine.memory_limit; by default 70 % of the machine's memory) even spilling to disk: raise it",
+            ),
             _ => None,
         }
     }

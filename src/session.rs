@@ -10,7 +10,7 @@ use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
-use crate::config::Pipeline;
+use crate::config::{EngineSettings, Pipeline};
 use crate::error::Error;
 
 /// Told the run's memory limit before a session is built: the binary returns freed memory to the
@@ -86,7 +86,8 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
         None => {}
     }
 
-    if let Some(limit) = engine.memory_limit
+    let memory_limit = memory_limit(engine);
+    if let Some(limit) = memory_limit
         && std::env::var_os("DATAFUSION_EXECUTION_SORT_SPILL_RESERVATION_BYTES").is_none()
     {
         let execution = &mut config.options_mut().execution;
@@ -99,7 +100,7 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
 
     // One session per run: the listing cache can only hide files that arrived mid-run.
     let mut runtime = RuntimeEnvBuilder::new().with_object_list_cache_limit(0);
-    if let Some(limit) = engine.memory_limit {
+    if let Some(limit) = memory_limit {
         runtime = runtime.with_memory_pool(Arc::new(FairSpillPool::new(operator_memory(limit))));
     }
     let runtime = runtime.build_arc().map_err(|source| Error::Engine {
@@ -130,6 +131,42 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
     Ok(ctx)
 }
 
+/// The share of the machine's memory (or of its container's, under a cgroup limit) a run is held
+/// to when neither `--memory-limit` nor `engine.memory_limit` names a limit; Ballista's executors
+/// take the same 70 %. With no limit at all, a 100M-event run kept every materialised step in
+/// memory and the kernel killed it at 23 GiB of a 24 GiB machine.
+const DEFAULT_MEMORY_PERCENT: u64 = 70;
+
+/// The memory a run is held to: the configured limit, else [`DEFAULT_MEMORY_PERCENT`] of the memory
+/// found (`None` when none is found: then nothing bounds the run).
+pub fn memory_limit(engine: &EngineSettings) -> Option<u64> {
+    static DEFAULT: OnceLock<Option<u64>> = OnceLock::new();
+    engine.memory_limit.or_else(|| {
+        *DEFAULT.get_or_init(|| {
+            use sysinfo::{MemoryRefreshKind, RefreshKind, System};
+            let system =
+                System::new_with_specifics(RefreshKind::nothing().with_memory(MemoryRefreshKind::nothing().with_ram()));
+            let host = system.total_memory();
+            // sysinfo asserts that the host's memory is known before it reads a cgroup's.
+            let cgroup = (host > 0)
+                .then(|| system.cgroup_limits().map(|limits| limits.total_memory))
+                .flatten();
+            let limit = default_memory_limit(host, cgroup);
+            tracing::debug!(
+                memory_limit = limit,
+                "no memory limit given: holding runs to 70 % of this machine's memory"
+            );
+            limit
+        })
+    })
+}
+
+/// [`DEFAULT_MEMORY_PERCENT`] of the host's memory, or of the cgroup's when that is less.
+fn default_memory_limit(host: u64, cgroup: Option<u64>) -> Option<u64> {
+    let memory = cgroup.map_or(host, |cgroup| cgroup.min(host));
+    (memory > 0).then(|| memory / 100 * DEFAULT_MEMORY_PERCENT)
+}
+
 /// What each sort sets aside up front for merging its spill files. DataFusion's 10 MB suits a pool
 /// of gigabytes; under a small limit the sorts of one step (a window per partition, each taking
 /// 10 MB before sorting a row) took the whole pool between them, and the next sort failed instead
@@ -158,5 +195,21 @@ mod tests {
         assert_eq!(sort_spill_reservation(32 << 20, 2, default), 768 * 1024);
         assert_eq!(sort_spill_reservation(32 << 20, 0, default), 1536 * 1024);
         assert_eq!(sort_spill_reservation(4 << 30, 2, default), default);
+    }
+
+    #[test]
+    fn without_a_limit_a_run_takes_70_percent_of_the_smaller_of_host_and_cgroup_memory() {
+        let gib: u64 = 1 << 30;
+        assert_eq!(default_memory_limit(24 * gib, None), Some(18_038_862_590));
+        assert_eq!(default_memory_limit(24 * gib, Some(4 * gib)), Some(3_006_477_040));
+        // A cgroup without a limit reads as u64::MAX: the host's memory counts.
+        assert_eq!(default_memory_limit(24 * gib, Some(u64::MAX)), Some(18_038_862_590));
+        assert_eq!(default_memory_limit(0, None), None);
+        // A configured limit wins over the machine's.
+        let engine = EngineSettings {
+            memory_limit: Some(gib),
+            ..Default::default()
+        };
+        assert_eq!(memory_limit(&engine), Some(gib));
     }
 }

@@ -478,7 +478,7 @@ pub async fn run_step(
             .await
             .map_err(|source| step_error(step, source))?;
         let budget = on_disk::Budget::for_limit(
-            pipeline.engine.memory_limit,
+            crate::session::memory_limit(&pipeline.engine),
             plan.output_partitioning().partition_count(),
         );
         let held = on_disk::hold(Arc::clone(&plan), task_ctx, budget, compact)

@@ -95,7 +95,7 @@ fn start_cluster(s3: &S3Target, logs: &Path, processes: &mut Processes) -> u16 {
     wait_for_port(scheduler, processes);
     for executor in ["executor-1", "executor-2"] {
         let (flight, grpc) = (free_port(), free_port());
-        let args: Vec<String> = [
+        let mut args: Vec<String> = [
             "executor",
             "--scheduler",
             &format!("127.0.0.1:{scheduler}"),
@@ -113,6 +113,10 @@ fn start_cluster(s3: &S3Target, logs: &Path, processes: &mut Processes) -> u16 {
         .iter()
         .map(|arg| arg.to_string())
         .collect();
+        // One executor bounded by lifemap, the other by Ballista's default.
+        if executor == "executor-1" {
+            args.extend(["--memory-limit".to_string(), "1GiB".to_string()]);
+        }
         spawn(executor, s3, &args, logs, processes);
         wait_for_port(flight, processes);
     }
@@ -209,6 +213,17 @@ fn the_bundled_pipeline_on_a_ballista_cluster_gives_the_marts_of_a_local_run() {
         let log = std::fs::read_to_string(logs.join(format!("{name}.log"))).expect("log");
         assert!(!log.contains(s3.secret.as_str()), "{name} logged the secret");
     }
+    // `--memory-limit 1GiB` became the executor's pool: three quarters, split between 2 tasks.
+    let bounded = std::fs::read_to_string(logs.join("executor-1.log")).expect("log");
+    assert!(
+        bounded.contains("Executor memory pool: 768.0 MiB (configured via --memory-pool-size), split across 2 vcores (384.0 MiB/vcore)"),
+        "{bounded}"
+    );
+    let by_default = std::fs::read_to_string(logs.join("executor-2.log")).expect("log");
+    assert!(
+        by_default.contains("% of host memory)") || by_default.contains("% of cgroup memory limit)"),
+        "{by_default}"
+    );
     let printed = format!("{}{}", cluster_run.stdout, cluster_run.stderr);
     assert!(!printed.contains(s3.secret.as_str()));
 }
