@@ -2,5 +2,5 @@
 -- their anonymous events are that customer's too, and go with them.
 SELECT DISTINCT s.anonymous_id
 FROM stg_events s
-JOIN suppressions f ON f.customer_id = s.customer_id
+JOIN forgotten_customers f ON f.customer_id = s.customer_id
 WHERE s.anonymous_id IS NOT NULL

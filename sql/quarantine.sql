@@ -8,7 +8,7 @@ WITH bad_events AS (
 SELECT source, raw, reason, DATE '{{ ds }}' AS ds
 FROM (
   SELECT 'events' AS source, raw, reason FROM bad_events e
-  WHERE NOT EXISTS (SELECT 1 FROM suppressions f WHERE f.customer_id = e.customer_id)
+  WHERE NOT EXISTS (SELECT 1 FROM forgotten_customers f WHERE f.customer_id = e.customer_id)
     AND NOT EXISTS (SELECT 1 FROM forgotten_anonymous_ids a WHERE a.anonymous_id = e.anonymous_id)
   UNION ALL
   SELECT 'orders', raw, reject_reason FROM stg_orders WHERE reject_reason IS NOT NULL

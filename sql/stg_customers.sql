@@ -10,4 +10,4 @@ SELECT
   -- The email is dropped at ingestion (pii: drop), so the raw record shown in quarantine lacks it.
   concat_ws(',', customer_id, signup_at, country, acquisition_channel) AS raw
 FROM customers c
-WHERE NOT EXISTS (SELECT 1 FROM suppressions f WHERE f.customer_id = c.customer_id)
+WHERE NOT EXISTS (SELECT 1 FROM forgotten_customers f WHERE f.customer_id = c.customer_id)

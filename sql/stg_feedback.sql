@@ -16,5 +16,5 @@ SELECT
   END AS reject_reason,
   concat_ws(',', response_id, customer_id, responded_at, nps_score, comment) AS raw
 FROM typed
-WHERE NOT EXISTS (SELECT 1 FROM suppressions f WHERE f.customer_id = typed.customer_id)
+WHERE NOT EXISTS (SELECT 1 FROM forgotten_customers f WHERE f.customer_id = typed.customer_id)
   AND (responded_ts IS NULL OR responded_ts < TIMESTAMP '{{ as_of }}')

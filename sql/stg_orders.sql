@@ -24,5 +24,5 @@ SELECT
   END AS reject_reason,
   concat_ws(',', order_id, customer_id, ordered_at, amount, currency, category, channel, status) AS raw
 FROM typed
-WHERE NOT EXISTS (SELECT 1 FROM suppressions f WHERE f.customer_id = typed.customer_id)
+WHERE NOT EXISTS (SELECT 1 FROM forgotten_customers f WHERE f.customer_id = typed.customer_id)
   AND (ordered_at_ts IS NULL OR ordered_at_ts < TIMESTAMP '{{ as_of }}')

@@ -14,5 +14,5 @@ FROM event_duplicates
 WHERE copy = 1
 )
 SELECT * FROM kept k
-WHERE NOT EXISTS (SELECT 1 FROM suppressions f WHERE f.customer_id = k.customer_id)
+WHERE NOT EXISTS (SELECT 1 FROM forgotten_customers f WHERE f.customer_id = k.customer_id)
   AND NOT EXISTS (SELECT 1 FROM forgotten_anonymous_ids a WHERE a.anonymous_id = k.anonymous_id)
