@@ -1,6 +1,7 @@
 //! The bundled pipeline on a Ballista cluster: a real `lifemap scheduler` and two
 //! `lifemap executor` processes on loopback, reading and writing the S3 test server, against a
-//! local run of the same `ds` on the same exports.
+//! local run of the same `ds` on the same exports: the same marts, the same report, the same exit
+//! code when a check fails.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -163,31 +164,34 @@ fn the_bundled_pipeline_on_a_ballista_cluster_gives_the_marts_of_a_local_run() {
         );
     }
     let project = Project::new();
-    let run = |marts: &str, engine: &[&str]| {
+    // The bundled pipeline, its report delivered to `<project>/outbox-<marts>`.
+    let run = |marts: &str, args: &[&str], code: i32| {
         let mut command = project.lifemap();
         s3.configure(&mut command);
+        command.env("LIFEMAP_OUTBOX", project.path(&format!("outbox-{marts}")));
+        command.env_remove("LIFEMAP_REPORT_TRANSPORT");
         command
             .args([
                 "run",
                 &format!("{}/pipelines/customer_lifecycle.yaml", env!("CARGO_MANIFEST_DIR")),
                 "--ds",
                 "2026-10-31",
-                "--no-report",
                 "--var",
                 &format!("exports_uri={}", s3.uri("exports")),
                 "--var",
                 &format!("marts_uri={}", s3.uri(marts)),
             ])
-            .args(engine);
-        run_expecting(command, 0)
+            .args(args);
+        run_expecting(command, code)
     };
-    let local = run("local", &[]);
+    let local = run("local", &[], 0);
 
     let mut processes = Processes(Vec::new());
     let logs = project.path("logs");
     std::fs::create_dir_all(&logs).expect("logs folder");
     let scheduler = start_cluster(&s3, &logs, &mut processes);
-    let cluster_run = run("cluster", &["--engine", &format!("df://127.0.0.1:{scheduler}")]);
+    let engine = format!("df://127.0.0.1:{scheduler}");
+    let cluster_run = run("cluster", &["--engine", &engine], 0);
 
     let (local, cluster) = (local.summary(), cluster_run.summary());
     assert_eq!(cluster["status"], "success");
@@ -197,6 +201,38 @@ fn the_bundled_pipeline_on_a_ballista_cluster_gives_the_marts_of_a_local_run() {
         assert!(expected.lines().count() > 4, "{mart} has rows:\n{expected}");
         assert_eq!(mart_rows(&s3, "cluster", mart), expected, "mart {mart}");
     }
+    // The report, rendered on the client from the cluster's marts, is the local run's.
+    assert_eq!(cluster["report"], "sent");
+    let report = |marts: &str| {
+        let html = std::fs::read_to_string(project.path(&format!("outbox-{marts}/2026-10-31-customer_lifecycle.html")))
+            .expect("the report in the outbox");
+        // The footer names the run, which differs; everything else must not.
+        let run_id = html.find(" · run ").expect("the footer names the run");
+        let end = html[run_id..].find('\n').map_or(html.len(), |n| run_id + n);
+        format!("{}{}", &html[..run_id], &html[end..])
+    };
+    let (from_cluster, from_local) = (report("cluster"), report("local"));
+    let first_difference = from_cluster.lines().zip(from_local.lines()).find(|(a, b)| a != b);
+    assert!(
+        first_difference.is_none() && from_cluster.len() == from_local.len(),
+        "the reports differ first at {first_difference:?}"
+    );
+
+    // A failed check on a cluster is exit 3 there too: nothing published, nothing sent.
+    let failed = run(
+        "cluster-failed",
+        &["--engine", &engine, "--var", "max_quarantine_share=0"],
+        3,
+    );
+    assert!(failed.stderr.contains("events_mostly_parse"), "{}", failed.stderr);
+    let published: Vec<String> = s3
+        .list("cluster-failed/")
+        .into_iter()
+        .filter(|key| key.ends_with(".parquet"))
+        .collect();
+    assert!(published.is_empty(), "{published:?}");
+    assert!(!project.path("outbox-cluster-failed").exists());
+
     // The held steps lived in the run's staging folder, which is gone.
     assert!(
         s3.list("cluster/_staging/").is_empty(),
