@@ -11,6 +11,35 @@ use std::time::{Duration, Instant};
 use crate::common::s3::{S3Target, target};
 use crate::common::{Project, files_below, query_parquet, run_expecting};
 
+/// The pseudonymisation key every process of the test has in its environment.
+const PII_KEY: &str = "cluster-test-pseudonymisation-key";
+
+/// A pipeline hashing a personal column as its source is read: on a cluster the hashing runs on
+/// the executors, under the key in their own environment.
+const PRIVATE_PIPELINE: &str = r#"
+name: private
+vars:
+  exports_uri: exports
+  marts_uri: marts
+storage:
+  s3:
+    endpoint: ${AWS_ENDPOINT:-}
+sources:
+  customers:
+    location: "{{ exports_uri }}/customers/"
+    format: csv
+    schema: { customer_id: string, email: string, signup_at: string, country: string, acquisition_channel: string }
+    pii:
+      email: hash
+steps:
+  - name: contacts
+    query: SELECT customer_id, email FROM customers
+output:
+  location: "{{ marts_uri }}"
+marts:
+  contacts: {}
+"#;
+
 /// The marts of the bundled pipeline.
 const MARTS: [&str; 11] = [
     "customer_journey",
@@ -69,6 +98,7 @@ fn spawn(name: &str, s3: &S3Target, args: &[String], logs: &Path, processes: &mu
         .env("AWS_ENDPOINT", &s3.endpoint)
         .env("AWS_REGION", &s3.region)
         .env("AWS_ALLOW_HTTP", "true")
+        .env("LIFEMAP_PII_KEY", PII_KEY)
         .env("LIFEMAP_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)
@@ -233,6 +263,32 @@ fn the_bundled_pipeline_on_a_ballista_cluster_gives_the_marts_of_a_local_run() {
     assert!(published.is_empty(), "{published:?}");
     assert!(!project.path("outbox-cluster-failed").exists());
 
+    // Personal columns are hashed on the executors under their own key, as a local run does.
+    project.write("private.yaml", PRIVATE_PIPELINE);
+    let run_private = |marts: &str, args: &[&str]| {
+        let mut command = project.lifemap();
+        s3.configure(&mut command);
+        command.env("LIFEMAP_PII_KEY", PII_KEY);
+        command
+            .args([
+                "run",
+                "private.yaml",
+                "--ds",
+                "2026-10-31",
+                "--var",
+                &format!("exports_uri={}", s3.uri("exports")),
+                "--var",
+                &format!("marts_uri={}", s3.uri(marts)),
+            ])
+            .args(args);
+        run_expecting(command, 0)
+    };
+    run_private("private-local", &[]);
+    run_private("private-cluster", &["--engine", &engine]);
+    let hashed = mart_rows(&s3, "private-local", "contacts");
+    assert!(hashed.lines().count() > 100 && !hashed.contains('@'), "{hashed}");
+    assert_eq!(mart_rows(&s3, "private-cluster", "contacts"), hashed);
+
     // The held steps lived in the run's staging folder, which is gone.
     assert!(
         s3.list("cluster/_staging/").is_empty(),
@@ -248,6 +304,7 @@ fn the_bundled_pipeline_on_a_ballista_cluster_gives_the_marts_of_a_local_run() {
     for name in ["scheduler", "executor-1", "executor-2"] {
         let log = std::fs::read_to_string(logs.join(format!("{name}.log"))).expect("log");
         assert!(!log.contains(s3.secret.as_str()), "{name} logged the secret");
+        assert!(!log.contains(PII_KEY), "{name} logged the pseudonymisation key");
     }
     // `--memory-limit 1GiB` became the executor's pool: three quarters, split between 2 tasks.
     let bounded = std::fs::read_to_string(logs.join("executor-1.log")).expect("log");
