@@ -7,8 +7,9 @@
 #   EXECUTORS="1" RUNS=3 benches/cluster.sh 1000000
 #
 # Exports and marts are local folders, which every process of a one-machine cluster reads alike.
-# Prints a Markdown table: wall time (median of the runs), peak RSS of the client, and the ratio
-# to the local engine; checks that every mart equals the local run's before printing.
+# Prints a Markdown table: wall time (median of the runs), peak RSS of the client and of the
+# largest executor, and the ratio to the local engine; checks that every mart equals the local
+# run's before printing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,10 +21,21 @@ sizes=("$@")
 read -r -a executor_counts <<< "${EXECUTORS:-1 2}"
 
 pids=()
+executor_pids=()
+# The largest peak RSS among the running executors, in MiB (the kernel's high-water mark).
+executors_peak_rss() {
+  local peak=0 kib
+  for pid in "${executor_pids[@]}"; do
+    kib=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status" 2>/dev/null || echo 0)
+    [ "${kib:-0}" -gt "$peak" ] && peak="$kib"
+  done
+  echo $(( peak / 1024 ))
+}
 stop_cluster() {
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   pids=()
+  executor_pids=()
 }
 trap stop_cluster EXIT
 
@@ -51,7 +63,7 @@ start_cluster() {
     "$bin" -q executor --scheduler 127.0.0.1:50150 --bind 127.0.0.1 --external-host 127.0.0.1 \
       --port $((50150 + 2 * i)) --grpc-port $((50151 + 2 * i)) --concurrent-tasks "$tasks" \
       --work-dir "$work/executor-$i" --memory-limit "$memory" > "$work/executor-$i.log" 2>&1 &
-    pids+=($!)
+    pids+=($!); executor_pids+=($!)
     wait_port $((50150 + 2 * i))
   done
 }
@@ -73,22 +85,23 @@ timed_runs() {
 
 machine
 echo
-echo "| events | engine | wall (s, median of $runs) | client peak RSS (MiB) | wall / local |"
-echo "|---:|---|---:|---:|---:|"
+echo "| events | engine | wall (s, median of $runs) | client peak RSS (MiB) | largest executor peak RSS (MiB) | wall / local |"
+echo "|---:|---|---:|---:|---:|---:|"
 for events in "${sizes[@]}"; do
   data="$(exports_dir "$events")"
   ensure_exports "$events"
   local_result="$(timed_runs "$work/cluster-marts-local-$events")"
   read -r local_wall local_rss <<< "$local_result"
-  echo "| $events | local | $local_wall | $local_rss | 1.00 |"
+  echo "| $events | local | $local_wall | $local_rss | – | 1.00 |"
   for executors in "${executor_counts[@]}"; do
     start_cluster "$executors"
     marts="$work/cluster-marts-$executors-$events"
     result="$(timed_runs "$marts" --engine df://127.0.0.1:50150)"
     read -r wall rss <<< "$result"
+    executor_rss="$(executors_peak_rss)"
     stop_cluster
     "$python" benches/tools/same_marts.py "$work/cluster-marts-local-$events" "$marts"
     ratio=$(awk -v a="$wall" -v b="$local_wall" 'BEGIN { printf "%.2f", a / b }')
-    echo "| $events | Ballista, $executors executor(s) | $wall | $rss | $ratio |"
+    echo "| $events | Ballista, $executors executor(s) | $wall | $rss | $executor_rss | $ratio |"
   done
 done
