@@ -194,16 +194,19 @@ fn the_bundled_pipeline_on_a_ballista_cluster_gives_the_marts_of_a_local_run() {
         );
     }
     let project = Project::new();
-    // The bundled pipeline, its report delivered to `<project>/outbox-<marts>`.
-    let run = |marts: &str, args: &[&str], code: i32| {
+    let bundled = format!("{}/pipelines/customer_lifecycle.yaml", env!("CARGO_MANIFEST_DIR"));
+    // `pipeline` on the S3 exports, its marts under `marts`, its report delivered to
+    // `<project>/outbox-<marts>`, with the pseudonymisation key the cluster's processes have.
+    let run = |pipeline: &str, marts: &str, args: &[&str], code: i32| {
         let mut command = project.lifemap();
         s3.configure(&mut command);
         command.env("LIFEMAP_OUTBOX", project.path(&format!("outbox-{marts}")));
+        command.env("LIFEMAP_PII_KEY", PII_KEY);
         command.env_remove("LIFEMAP_REPORT_TRANSPORT");
         command
             .args([
                 "run",
-                &format!("{}/pipelines/customer_lifecycle.yaml", env!("CARGO_MANIFEST_DIR")),
+                pipeline,
                 "--ds",
                 "2026-10-31",
                 "--var",
@@ -214,14 +217,14 @@ fn the_bundled_pipeline_on_a_ballista_cluster_gives_the_marts_of_a_local_run() {
             .args(args);
         run_expecting(command, code)
     };
-    let local = run("local", &[], 0);
+    let local = run(&bundled, "local", &[], 0);
 
     let mut processes = Processes(Vec::new());
     let logs = project.path("logs");
     std::fs::create_dir_all(&logs).expect("logs folder");
     let scheduler = start_cluster(&s3, &logs, &mut processes);
     let engine = format!("df://127.0.0.1:{scheduler}");
-    let cluster_run = run("cluster", &["--engine", &engine], 0);
+    let cluster_run = run(&bundled, "cluster", &["--engine", &engine], 0);
 
     let (local, cluster) = (local.summary(), cluster_run.summary());
     assert_eq!(cluster["status"], "success");
@@ -250,6 +253,7 @@ fn the_bundled_pipeline_on_a_ballista_cluster_gives_the_marts_of_a_local_run() {
 
     // A failed check on a cluster is exit 3 there too: nothing published, nothing sent.
     let failed = run(
+        &bundled,
         "cluster-failed",
         &["--engine", &engine, "--var", "max_quarantine_share=0"],
         3,
@@ -265,26 +269,8 @@ fn the_bundled_pipeline_on_a_ballista_cluster_gives_the_marts_of_a_local_run() {
 
     // Personal columns are hashed on the executors under their own key, as a local run does.
     project.write("private.yaml", PRIVATE_PIPELINE);
-    let run_private = |marts: &str, args: &[&str]| {
-        let mut command = project.lifemap();
-        s3.configure(&mut command);
-        command.env("LIFEMAP_PII_KEY", PII_KEY);
-        command
-            .args([
-                "run",
-                "private.yaml",
-                "--ds",
-                "2026-10-31",
-                "--var",
-                &format!("exports_uri={}", s3.uri("exports")),
-                "--var",
-                &format!("marts_uri={}", s3.uri(marts)),
-            ])
-            .args(args);
-        run_expecting(command, 0)
-    };
-    run_private("private-local", &[]);
-    run_private("private-cluster", &["--engine", &engine]);
+    run("private.yaml", "private-local", &[], 0);
+    run("private.yaml", "private-cluster", &["--engine", &engine], 0);
     let hashed = mart_rows(&s3, "private-local", "contacts");
     assert!(hashed.lines().count() > 100 && !hashed.contains('@'), "{hashed}");
     assert_eq!(mart_rows(&s3, "private-cluster", "contacts"), hashed);
