@@ -13,7 +13,8 @@ starts AS (
     person_id,
     date_trunc('month', local_at) AS entry_month,
     MIN(at) AS first_start,
-    MAX(at) AS last_start,
+    -- The window's end once per start, not once per candidate event in the join below.
+    MAX(at) + INTERVAL '{{ var("conversion_window_days") }} days' AS window_end,
     first_value(channel ORDER BY at, id) AS channel
   FROM touch
   WHERE is_awareness
@@ -37,7 +38,7 @@ levels AS (
   JOIN touch t
     ON t.person_id = s.person_id
    AND t.at >= s.first_start
-   AND t.at <= s.last_start + INTERVAL '{{ var("conversion_window_days") }} days'
+   AND t.at <= s.window_end
   GROUP BY s.person_id, s.entry_month, s.channel
 ),
 reached AS (
