@@ -15,8 +15,8 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, SchemaRef};
+use datafusion::arrow::array::{ArrayRef, RecordBatch};
+use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::TableProvider;
 use datafusion::common::config::TableParquetOptions;
 use datafusion::datasource::MemTable;
@@ -217,7 +217,7 @@ fn open_writer(
         .iter()
         .zip(sample.map(RecordBatch::columns).unwrap_or_default())
     {
-        if few_distinct_texts(column.as_ref()) {
+        if few_distinct_texts(column) {
             properties = properties.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), true);
         }
     }
@@ -229,24 +229,22 @@ fn open_writer(
 }
 
 /// Whether a text column repeats its values enough for a dictionary to pay (event types,
-/// channels), judged on the rows of one batch; ids and other columns are written plain.
-fn few_distinct_texts(column: &dyn Array) -> bool {
-    fn few<'a>(values: impl Iterator<Item = Option<&'a str>>) -> bool {
-        let mut distinct = HashSet::new();
-        let mut present = 0usize;
-        for value in values.take(SAMPLE_ROWS).flatten() {
-            present += 1;
-            distinct.insert(value);
-        }
-        distinct.len() * 16 <= present
-    }
+/// channels), judged on its first rows; ids and other columns are written plain.
+fn few_distinct_texts(column: &ArrayRef) -> bool {
     const SAMPLE_ROWS: usize = 8192;
-    match column.data_type() {
-        DataType::Utf8 => few(column.as_string::<i32>().iter()),
-        DataType::LargeUtf8 => few(column.as_string::<i64>().iter()),
-        DataType::Utf8View => few(column.as_string_view().iter()),
-        _ => false,
+    if !column.data_type().is_string() {
+        return false;
     }
+    let sample = column.slice(0, column.len().min(SAMPLE_ROWS));
+    let mut distinct = HashSet::new();
+    let mut present = 0usize;
+    crate::functions::map_text(&sample, |value| {
+        if let Some(value) = value {
+            present += 1;
+            distinct.insert(value.to_owned());
+        }
+    });
+    distinct.len() * 16 <= present
 }
 
 /// A listing table over a step's Parquet files that owns their folder.
@@ -330,7 +328,7 @@ mod tests {
     #[test]
     fn held_files_use_dictionaries_only_for_repeated_texts() -> Result<()> {
         use datafusion::arrow::array::StringArray;
-        use datafusion::arrow::datatypes::{Field, Schema};
+        use datafusion::arrow::datatypes::{DataType, Field, Schema};
         use datafusion::parquet::basic::Encoding;
         use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
 
