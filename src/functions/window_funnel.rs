@@ -235,11 +235,7 @@ impl AggregateUDFImpl for WindowFunnel {
     }
 
     fn create_groups_accumulator(&self, args: AccumulatorArgs) -> Result<Box<dyn GroupsAccumulator>> {
-        Ok(Box::new(FunnelGroups {
-            window: window_micros(&args)?,
-            steps: args.exprs.len() - 2,
-            groups: Vec::new(),
-        }))
+        Ok(Box::new(FunnelGroups::new(window_micros(&args)?, args.exprs.len() - 2)))
     }
 }
 
@@ -290,9 +286,9 @@ fn state_rows(values: &[ArrayRef]) -> Result<(&ListArray, &ListArray)> {
 fn state_events(ts: &ListArray, masks: &ListArray, row: usize) -> impl Iterator<Item = Event> {
     let times = ts.value(row);
     let conds = masks.value(row);
-    let times = times.as_primitive::<Int64Type>().values().to_vec();
-    let conds = conds.as_primitive::<UInt32Type>().values().to_vec();
-    times.into_iter().zip(conds)
+    let times = times.as_primitive::<Int64Type>().values().clone();
+    let conds = conds.as_primitive::<UInt32Type>().values().clone();
+    (0..times.len()).map(move |i| (times[i], conds[i]))
 }
 
 fn lists_from(groups: &[Vec<Event>]) -> Vec<ArrayRef> {
@@ -356,6 +352,33 @@ struct FunnelGroups {
     window: i64,
     steps: usize,
     groups: Vec<Vec<Event>>,
+    /// Sum of the groups' capacities, kept as they grow: the aggregate asks for `size()` after
+    /// every batch, and summing millions of groups each time made a 100M-event run quadratic.
+    stored_capacity: usize,
+}
+
+impl FunnelGroups {
+    fn new(window: i64, steps: usize) -> Self {
+        Self {
+            window,
+            steps,
+            groups: Vec::new(),
+            stored_capacity: 0,
+        }
+    }
+
+    fn add(&mut self, group: usize, events: impl Iterator<Item = Event>) {
+        let list = &mut self.groups[group];
+        let before = list.capacity();
+        list.extend(events);
+        self.stored_capacity += list.capacity() - before;
+    }
+
+    fn take(&mut self, emit_to: EmitTo) -> Vec<Vec<Event>> {
+        let taken = emit_to.take_needed(&mut self.groups);
+        self.stored_capacity -= taken.iter().map(Vec::capacity).sum::<usize>();
+        taken
+    }
 }
 
 impl GroupsAccumulator for FunnelGroups {
@@ -368,13 +391,13 @@ impl GroupsAccumulator for FunnelGroups {
     ) -> Result<()> {
         self.groups.resize_with(total_num_groups, Vec::new);
         for (row, event) in relevant_rows(values, opt_filter)? {
-            self.groups[group_indices[row]].push(event);
+            self.add(group_indices[row], std::iter::once(event));
         }
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let mut groups = emit_to.take_needed(&mut self.groups);
+        let mut groups = self.take(emit_to);
         let levels: Int32Array = groups
             .iter_mut()
             .map(|events| Some(funnel_level(events, self.window, self.steps) as i32))
@@ -383,7 +406,7 @@ impl GroupsAccumulator for FunnelGroups {
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let groups = emit_to.take_needed(&mut self.groups);
+        let groups = self.take(emit_to);
         Ok(lists_from(&groups))
     }
 
@@ -392,7 +415,7 @@ impl GroupsAccumulator for FunnelGroups {
         let (ts, masks) = state_rows(values)?;
         for (row, &group) in group_indices.iter().enumerate() {
             if ts.is_valid(row) {
-                self.groups[group].extend(state_events(ts, masks, row));
+                self.add(group, state_events(ts, masks, row));
             }
         }
         Ok(())
@@ -408,12 +431,7 @@ impl GroupsAccumulator for FunnelGroups {
     }
 
     fn size(&self) -> usize {
-        self.groups.capacity() * size_of::<Vec<Event>>()
-            + self
-                .groups
-                .iter()
-                .map(|g| g.capacity() * size_of::<Event>())
-                .sum::<usize>()
+        self.groups.capacity() * size_of::<Vec<Event>>() + self.stored_capacity * size_of::<Event>()
     }
 }
 
@@ -453,6 +471,67 @@ mod tests {
         // Y(cond1) → W(cond2) → X(cond3), all at one time, though X also satisfies cond1.
         assert_eq!(level(&[(7, 0b101), (7, 0b010), (7, 0b001)], 0, 3), 3);
         assert_eq!(level(&[(7, 0b111), (7, 0b111)], 0, 3), 2);
+    }
+}
+
+#[cfg(test)]
+mod grouped {
+    use datafusion::arrow::array::TimestampMicrosecondArray;
+
+    use super::*;
+
+    fn recounted(acc: &FunnelGroups) -> usize {
+        acc.groups.capacity() * size_of::<Vec<Event>>()
+            + acc
+                .groups
+                .iter()
+                .map(|g| g.capacity() * size_of::<Event>())
+                .sum::<usize>()
+    }
+
+    /// Partial states merged into a final accumulator give the same levels as one pass, and the
+    /// running size always equals the size counted group by group.
+    #[test]
+    fn partial_and_final_levels_with_running_size() -> Result<()> {
+        let window = 10;
+        // Rows: (group, ts, awareness, consideration).
+        let rows = [
+            (0, 1, true, false),
+            (1, 5, true, false),
+            (0, 4, false, true),
+            (2, 3, false, true),
+            (1, 20, false, true),
+        ];
+        let values: Vec<ArrayRef> = vec![
+            Arc::new(Int64Array::from(vec![window; rows.len()])),
+            Arc::new(TimestampMicrosecondArray::from_iter_values(rows.iter().map(|r| r.1))),
+            Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.2)))),
+            Arc::new(BooleanArray::from_iter(rows.iter().map(|r| Some(r.3)))),
+        ];
+        let groups: Vec<usize> = rows.iter().map(|r| r.0).collect();
+
+        let mut partial = FunnelGroups::new(window, 2);
+        partial.update_batch(&values, &groups, None, 3)?;
+        assert_eq!(partial.size(), recounted(&partial));
+        let first_group = partial.state(EmitTo::First(1))?;
+        assert_eq!(partial.size(), recounted(&partial));
+        let other_groups = partial.state(EmitTo::All)?;
+        assert_eq!(partial.size(), recounted(&partial));
+
+        let mut merged = FunnelGroups::new(window, 2);
+        merged.merge_batch(&first_group, &[0], 3)?;
+        merged.merge_batch(&other_groups, &[1, 2], 3)?;
+        assert_eq!(merged.size(), recounted(&merged));
+        let levels = merged.evaluate(EmitTo::All)?;
+        // Group 0 converts within the window, group 1 too late, group 2 never started.
+        assert_eq!(
+            levels
+                .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
+                .values(),
+            &[2, 1, 0]
+        );
+        assert_eq!(merged.size(), recounted(&merged));
+        Ok(())
     }
 }
 
