@@ -18,7 +18,7 @@ advocacy AS (
   GROUP BY b.person_id
 ),
 latest_nps AS (
-  SELECT customer_id AS person_id, first_value(nps_score ORDER BY responded_at DESC, response_id DESC) AS latest_nps
+  SELECT customer_id AS person_id, max_by(nps_score, responded_at, response_id) AS latest_nps
   FROM responses
   GROUP BY customer_id
 ),

@@ -15,7 +15,7 @@ starts AS (
     MIN(at) AS first_start,
     -- The window's end once per start, not once per candidate event in the join below.
     MAX(at) + INTERVAL '{{ var("conversion_window_days") }} days' AS window_end,
-    first_value(channel ORDER BY at, id) AS channel
+    min_by(channel, at, id) AS channel
   FROM touch
   WHERE is_awareness
     AND local_at >= date_trunc('month', TIMESTAMP '{{ ds }}') - INTERVAL '{{ var("funnel_months") - 1 }} months'

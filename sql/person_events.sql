@@ -2,7 +2,7 @@
 -- link(anonymous_id) = the customer_id of the earliest event (by occurred_at, then event_id)
 -- carrying both that anonymous_id and a customer_id.
 WITH links AS (
-  SELECT anonymous_id, first_value(customer_id ORDER BY occurred_at, event_id) AS linked_customer
+  SELECT anonymous_id, min_by(customer_id, occurred_at, event_id) AS linked_customer
   FROM valid_events
   WHERE anonymous_id IS NOT NULL AND customer_id IS NOT NULL
   GROUP BY anonymous_id

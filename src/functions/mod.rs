@@ -1,6 +1,7 @@
 //! lifemap's own SQL functions, registered in every session lifemap creates.
 //!
 //! - `window_funnel(window, ts, cond1, ...)`: the funnel level a group's events reached;
+//! - `min_by(value, key, ...)` / `max_by(...)`: the value of the row with the smallest (largest) keys;
 //! - `json_fields(line, 'a', 'b.c', ...)`: several text fields of a JSON line, parsed once;
 //! - `fingerprint(text)`: a 64-bit hash of a text value, for cheap grouping and joining;
 //! - `local_time(ts, zone)`: the wall-clock time in a zone of a UTC timestamp;
@@ -9,6 +10,7 @@
 pub mod fingerprint;
 pub mod json_fields;
 pub mod local_time;
+pub mod min_by;
 pub mod pseudonymize;
 pub mod rfc3339;
 pub mod trend;
@@ -57,6 +59,8 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     registry.register_udf(Arc::new(ScalarUDF::from(fingerprint::Fingerprint::default())))?;
     registry.register_udf(Arc::new(ScalarUDF::from(rfc3339::ParseRfc3339::default())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(window_funnel::WindowFunnel::default())))?;
+    registry.register_udaf(Arc::new(AggregateUDF::from(min_by::ExtremeBy::min_by())))?;
+    registry.register_udaf(Arc::new(AggregateUDF::from(min_by::ExtremeBy::max_by())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(trend::TrendAggregate::mann_kendall())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(trend::TrendAggregate::sens_slope())))?;
     Ok(())
