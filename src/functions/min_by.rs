@@ -21,6 +21,8 @@ use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility};
 
+use super::GroupLists;
+
 /// `min_by` or `max_by`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct ExtremeBy {
@@ -95,9 +97,7 @@ struct BestRows {
     converter: RowConverter,
     /// Keys and value: how many columns a decoded row has.
     field_count: usize,
-    best: Vec<Vec<u8>>,
-    /// Sum of the rows' capacities, kept as they change: `size()` is asked after every batch.
-    stored_bytes: usize,
+    best: GroupLists<u8>,
     /// An encoded row of NULLs, decoded for groups without a row.
     null_row: Vec<u8>,
 }
@@ -127,27 +127,20 @@ impl BestRows {
         Ok(Self {
             converter,
             field_count: keys.len() + 1,
-            best: Vec::new(),
-            stored_bytes: 0,
+            best: GroupLists::default(),
             null_row,
         })
     }
 
     /// Keep `row` for `group` if it beats the group's best.
     fn offer(&mut self, group: usize, row: &[u8]) {
-        let best = &mut self.best[group];
+        let best = &self.best.lists[group];
         if best.is_empty() || row < best.as_slice() {
-            let before = best.capacity();
-            best.clear();
-            best.extend_from_slice(row);
-            self.stored_bytes += best.capacity() - before;
+            self.best.update(group, |best| {
+                best.clear();
+                best.extend_from_slice(row);
+            });
         }
-    }
-
-    fn take(&mut self, emit_to: EmitTo) -> Vec<Vec<u8>> {
-        let taken = emit_to.take_needed(&mut self.best);
-        self.stored_bytes -= taken.iter().map(Vec::capacity).sum::<usize>();
-        taken
     }
 
     /// The values of `best` rows (NULL where a group has none).
@@ -190,7 +183,7 @@ impl GroupsAccumulator for BestRows {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.best.resize_with(total_num_groups, Vec::new);
+        self.best.resize(total_num_groups);
         let (rows, taking_part) = self.encode(values, opt_filter)?;
         for (i, &group) in group_indices.iter().enumerate() {
             if taking_part[i] {
@@ -201,17 +194,17 @@ impl GroupsAccumulator for BestRows {
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let taken = self.take(emit_to);
+        let taken = self.best.take(emit_to);
         self.decode(&taken)
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let taken = self.take(emit_to);
+        let taken = self.best.take(emit_to);
         Ok(vec![Self::state_of(&taken)])
     }
 
     fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> Result<()> {
-        self.best.resize_with(total_num_groups, Vec::new);
+        self.best.resize(total_num_groups);
         let Some(state) = values.first().and_then(|a| a.as_binary_opt::<i32>()) else {
             return exec_err!("min_by/max_by: unexpected state");
         };
@@ -233,7 +226,7 @@ impl GroupsAccumulator for BestRows {
     }
 
     fn size(&self) -> usize {
-        self.best.capacity() * size_of::<Vec<u8>>() + self.stored_bytes + self.converter.size()
+        self.best.size() + self.converter.size()
     }
 }
 
@@ -242,7 +235,7 @@ struct OneGroup(BestRows);
 
 impl OneGroup {
     fn new(mut rows: BestRows) -> Self {
-        rows.best.push(Vec::new());
+        rows.best.resize(1);
         Self(rows)
     }
 }
@@ -260,7 +253,7 @@ impl Accumulator for OneGroup {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        ScalarValue::try_from_array(&self.0.decode(&self.0.best)?, 0)
+        ScalarValue::try_from_array(&self.0.decode(&self.0.best.lists)?, 0)
     }
 
     fn size(&self) -> usize {
@@ -268,7 +261,10 @@ impl Accumulator for OneGroup {
     }
 
     fn state(&mut self) -> Result<Vec<ScalarValue>> {
-        Ok(vec![ScalarValue::try_from_array(&BestRows::state_of(&self.0.best), 0)?])
+        Ok(vec![ScalarValue::try_from_array(
+            &BestRows::state_of(&self.0.best.lists),
+            0,
+        )?])
     }
 
     fn merge_batch(&mut self, states: &[ArrayRef]) -> Result<()> {

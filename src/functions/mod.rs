@@ -51,6 +51,42 @@ pub(crate) fn map_text<T>(array: &ArrayRef, f: impl FnMut(Option<&str>) -> T) ->
     }
 }
 
+/// One list per group, for grouped accumulators, with their memory kept as a running sum:
+/// DataFusion asks an accumulator for its size after every batch, and summing millions of groups
+/// each time makes an aggregate quadratic in its groups.
+#[derive(Debug, Default)]
+pub(crate) struct GroupLists<T> {
+    lists: Vec<Vec<T>>,
+    stored_items: usize,
+}
+
+impl<T> GroupLists<T> {
+    /// Room for `groups` groups (new ones empty).
+    pub fn resize(&mut self, groups: usize) {
+        self.lists.resize_with(groups, Vec::new);
+    }
+
+    /// Change one group's list; the size follows its capacity.
+    pub fn update(&mut self, group: usize, change: impl FnOnce(&mut Vec<T>)) {
+        let list = &mut self.lists[group];
+        let before = list.capacity();
+        change(list);
+        self.stored_items = self.stored_items - before + list.capacity();
+    }
+
+    /// The groups `emit_to` names, removed.
+    pub fn take(&mut self, emit_to: datafusion::logical_expr::EmitTo) -> Vec<Vec<T>> {
+        let taken = emit_to.take_needed(&mut self.lists);
+        self.stored_items -= taken.iter().map(Vec::capacity).sum::<usize>();
+        taken
+    }
+
+    /// Bytes held: the lists' headers and their items.
+    pub fn size(&self) -> usize {
+        self.lists.capacity() * size_of::<Vec<T>>() + self.stored_items * size_of::<T>()
+    }
+}
+
 /// Register every lifemap function (and the JSON functions lifemap relies on).
 pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     datafusion_functions_json::register_all(registry)?;

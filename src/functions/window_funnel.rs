@@ -26,6 +26,8 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility};
 use datafusion::physical_expr::expressions::Literal;
 
+use super::GroupLists;
+
 /// At most this many conditions (a bit each).
 pub const MAX_STEPS: usize = 32;
 
@@ -351,10 +353,7 @@ impl Accumulator for FunnelAccumulator {
 struct FunnelGroups {
     window: i64,
     steps: usize,
-    groups: Vec<Vec<Event>>,
-    /// Sum of the groups' capacities, kept as they grow: the aggregate asks for `size()` after
-    /// every batch, and summing millions of groups each time made a 100M-event run quadratic.
-    stored_capacity: usize,
+    groups: GroupLists<Event>,
 }
 
 impl FunnelGroups {
@@ -362,22 +361,8 @@ impl FunnelGroups {
         Self {
             window,
             steps,
-            groups: Vec::new(),
-            stored_capacity: 0,
+            groups: GroupLists::default(),
         }
-    }
-
-    fn add(&mut self, group: usize, events: impl Iterator<Item = Event>) {
-        let list = &mut self.groups[group];
-        let before = list.capacity();
-        list.extend(events);
-        self.stored_capacity += list.capacity() - before;
-    }
-
-    fn take(&mut self, emit_to: EmitTo) -> Vec<Vec<Event>> {
-        let taken = emit_to.take_needed(&mut self.groups);
-        self.stored_capacity -= taken.iter().map(Vec::capacity).sum::<usize>();
-        taken
     }
 }
 
@@ -389,15 +374,15 @@ impl GroupsAccumulator for FunnelGroups {
         opt_filter: Option<&BooleanArray>,
         total_num_groups: usize,
     ) -> Result<()> {
-        self.groups.resize_with(total_num_groups, Vec::new);
+        self.groups.resize(total_num_groups);
         for (row, event) in relevant_rows(values, opt_filter)? {
-            self.add(group_indices[row], std::iter::once(event));
+            self.groups.update(group_indices[row], |events| events.push(event));
         }
         Ok(())
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
-        let mut groups = self.take(emit_to);
+        let mut groups = self.groups.take(emit_to);
         let levels: Int32Array = groups
             .iter_mut()
             .map(|events| Some(funnel_level(events, self.window, self.steps) as i32))
@@ -406,16 +391,17 @@ impl GroupsAccumulator for FunnelGroups {
     }
 
     fn state(&mut self, emit_to: EmitTo) -> Result<Vec<ArrayRef>> {
-        let groups = self.take(emit_to);
+        let groups = self.groups.take(emit_to);
         Ok(lists_from(&groups))
     }
 
     fn merge_batch(&mut self, values: &[ArrayRef], group_indices: &[usize], total_num_groups: usize) -> Result<()> {
-        self.groups.resize_with(total_num_groups, Vec::new);
+        self.groups.resize(total_num_groups);
         let (ts, masks) = state_rows(values)?;
         for (row, &group) in group_indices.iter().enumerate() {
             if ts.is_valid(row) {
-                self.add(group, state_events(ts, masks, row));
+                self.groups
+                    .update(group, |events| events.extend(state_events(ts, masks, row)));
             }
         }
         Ok(())
@@ -431,7 +417,7 @@ impl GroupsAccumulator for FunnelGroups {
     }
 
     fn size(&self) -> usize {
-        self.groups.capacity() * size_of::<Vec<Event>>() + self.stored_capacity * size_of::<Event>()
+        self.groups.size()
     }
 }
 
@@ -481,12 +467,9 @@ mod grouped {
     use super::*;
 
     fn recounted(acc: &FunnelGroups) -> usize {
-        acc.groups.capacity() * size_of::<Vec<Event>>()
-            + acc
-                .groups
-                .iter()
-                .map(|g| g.capacity() * size_of::<Event>())
-                .sum::<usize>()
+        let lists = &acc.groups.lists;
+        lists.capacity() * size_of::<Vec<Event>>()
+            + lists.iter().map(|g| g.capacity() * size_of::<Event>()).sum::<usize>()
     }
 
     /// Partial states merged into a final accumulator give the same levels as one pass, and the
