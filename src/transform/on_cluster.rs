@@ -25,8 +25,6 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
 use datafusion::logical_expr::{Expr, Extension, LogicalPlan, UserDefinedLogicalNodeCore};
 use datafusion::parquet::arrow::{ArrowWriter, AsyncArrowWriter};
-use datafusion::parquet::basic::Compression;
-use datafusion::parquet::file::properties::WriterProperties;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType, ReplaceChildrenOptions};
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -261,13 +259,17 @@ impl ExecutionPlan for HoldWriterExec {
         let path = url.prefix().clone().join(format!("part-{file_number}.parquet"));
         let written = async move {
             let schema = input.schema();
-            let mut writer = AsyncArrowWriter::try_new(BufWriter::new(store, path), schema, Some(writer_properties()))?;
-            let mut rows = 0u64;
             let mut input = input;
-            while let Some(batch) = input.next().await {
-                let batch = batch?;
+            // The first batch decides which columns get a dictionary, as for steps held on local disk.
+            let first = input.next().await.transpose()?;
+            let properties = super::on_disk::held_file_properties(&schema, first.as_ref());
+            let mut writer = AsyncArrowWriter::try_new(BufWriter::new(store, path), schema, Some(properties))?;
+            let mut rows = 0u64;
+            let mut next = first;
+            while let Some(batch) = next {
                 rows += batch.num_rows() as u64;
                 writer.write(&batch).await?;
+                next = input.next().await.transpose()?;
             }
             writer.close().await?;
             Ok(RecordBatch::try_new(
@@ -280,11 +282,4 @@ impl ExecutionPlan for HoldWriterExec {
             futures::stream::once(written),
         )))
     }
-}
-
-/// Held steps are read back once or twice in the same run: fast to write and read beats small.
-fn writer_properties() -> WriterProperties {
-    WriterProperties::builder()
-        .set_compression(Compression::LZ4_RAW)
-        .build()
 }

@@ -202,6 +202,16 @@ fn open_writer(
     sample: Option<&RecordBatch>,
 ) -> Result<ArrowWriter<File>> {
     let file = File::create(folder.join(format!("part-{index:05}.parquet")))?;
+    Ok(ArrowWriter::try_new(
+        file,
+        Arc::clone(schema),
+        Some(held_file_properties(schema, sample)),
+    )?)
+}
+
+/// How a held step's Parquet files are written, here and on a cluster's executors; `sample` (the
+/// first batch) picks the text columns that get a dictionary.
+pub(crate) fn held_file_properties(schema: &SchemaRef, sample: Option<&RecordBatch>) -> WriterProperties {
     // Written once, read back a few times within the run, deleted: written for speed. Dictionary
     // encoding of ids built a hash table per row group before giving up on it, and page
     // statistics went unused: at 100M events, plain ids and row-group statistics took
@@ -221,11 +231,7 @@ fn open_writer(
             properties = properties.set_column_dictionary_enabled(ColumnPath::from(field.name().as_str()), true);
         }
     }
-    Ok(ArrowWriter::try_new(
-        file,
-        Arc::clone(schema),
-        Some(properties.build()),
-    )?)
+    properties.build()
 }
 
 /// Whether a text column repeats its values enough for a dictionary to pay (event types,
