@@ -97,6 +97,8 @@ struct BestRows {
     converter: RowConverter,
     /// Keys and value: how many columns a decoded row has.
     field_count: usize,
+    /// The value's type: a dictionary comes back from the row format as its values' type.
+    value_type: DataType,
     best: GroupLists<u8>,
     /// An encoded row of NULLs, decoded for groups without a row.
     null_row: Vec<u8>,
@@ -127,6 +129,7 @@ impl BestRows {
         Ok(Self {
             converter,
             field_count: keys.len() + 1,
+            value_type: value.clone(),
             best: GroupLists::default(),
             null_row,
         })
@@ -151,7 +154,13 @@ impl BestRows {
             .map(|b| parser.parse(if b.is_empty() { &self.null_row } else { b }));
         let mut columns = self.converter.convert_rows(rows)?;
         match columns.pop() {
-            Some(value) if columns.len() + 1 == self.field_count => Ok(value),
+            Some(value) if columns.len() + 1 == self.field_count => {
+                if value.data_type() == &self.value_type {
+                    Ok(value)
+                } else {
+                    Ok(datafusion::arrow::compute::cast(&value, &self.value_type)?)
+                }
+            }
             _ => exec_err!("min_by/max_by: decoded rows lack the value"),
         }
     }
@@ -161,7 +170,7 @@ impl BestRows {
         Arc::new(state)
     }
 
-    /// The input rows encoded; `None` for rows that take no part (a NULL key, or filtered out).
+    /// The input rows encoded, and whether each takes part (not with a NULL key or filtered out).
     fn encode(&self, values: &[ArrayRef], filter: Option<&BooleanArray>) -> Result<(Rows, Vec<bool>)> {
         let [value, keys @ ..] = values else {
             return exec_err!("min_by/max_by: no arguments");
@@ -336,9 +345,17 @@ mod tests {
     #[tokio::test]
     async fn whole_table_window_and_filter_forms() {
         let ctx = session();
-        let got = rows(&ctx, &format!("SELECT min_by(v, ts, id), max_by(ts, id) FROM {EVENTS}")).await;
-        // The earliest row (b, ts 1) has a NULL value; the largest id, e9, has ts 3.
-        assert_eq!(got, ["|3"]);
+        let got = rows(
+            &ctx,
+            &format!(
+                "SELECT min_by(v, ts, id), max_by(ts, id), max_by(arrow_cast(v, 'Dictionary(Int32, Utf8)'), ts, id)
+                 FROM {EVENTS}"
+            ),
+        )
+        .await;
+        // The earliest row (b, ts 1) has a NULL value; the largest id, e9, has ts 3; the latest
+        // row, ts 7, ties on id e7 and the smaller value wins, given back as a dictionary.
+        assert_eq!(got, ["|3|c8"]);
         let got = rows(
             &ctx,
             &format!("SELECT min_by(v, ts) FILTER (WHERE g = 'a'), max_by(v, ts) FILTER (WHERE v <> 'c1') FROM {EVENTS} WHERE g = 'a'"),
