@@ -35,6 +35,8 @@ SELECT
   e.event_type IN ({{ var('awareness_events') | sql_list }}),
   e.event_type IN ({{ var('consideration_events') | sql_list }}),
   e.event_type IN ({{ var('advocacy_events') | sql_list }})
-FROM valid_events e
-LEFT JOIN links l ON l.anonymous_id = e.anonymous_id
+-- Written as links RIGHT JOIN events so that the hash table is built on the links, not on the
+-- (several times more) anonymous events.
+FROM links l
+RIGHT JOIN valid_events e ON l.anonymous_id = e.anonymous_id
 WHERE e.customer_id IS NULL
