@@ -303,11 +303,29 @@ pub(crate) fn sql_options() -> SQLOptions {
         .with_allow_statements(false)
 }
 
-/// Plan one step's SQL in `ctx` (its inputs must be registered).
+/// Plan one step's SQL in `ctx` (its inputs must be registered). A step's `settings` go into a
+/// copy of the session's state that the returned frame carries: they hold while it is planned
+/// and run, and no other step sees them.
 pub async fn plan_step(ctx: &SessionContext, step: &Step) -> Result<DataFrame, Error> {
-    ctx.sql_with_options(&step.sql, sql_options())
+    if step.settings.is_empty() {
+        return ctx
+            .sql_with_options(&step.sql, sql_options())
+            .await
+            .map_err(|source| step_error(step, source));
+    }
+    let mut state = ctx.state();
+    let options = state.config_mut().options_mut();
+    for (name, value) in &step.settings {
+        options.set(name, value).map_err(|source| step_error(step, source))?;
+    }
+    let plan = state
+        .create_logical_plan(&step.sql)
         .await
-        .map_err(|source| step_error(step, source))
+        .map_err(|source| step_error(step, source))?;
+    sql_options()
+        .verify_plan(&plan)
+        .map_err(|source| step_error(step, source))?;
+    Ok(DataFrame::new(state, plan))
 }
 
 pub fn step_error(step: &Step, source: datafusion::error::DataFusionError) -> Error {
@@ -340,7 +358,7 @@ pub struct StepOutcome {
 /// Whether a step's result is computed once and held (rather than a view read where it is used).
 pub fn materializes(pipeline: &Pipeline, graph: &StepGraph, index: usize) -> bool {
     let step = &pipeline.steps[index];
-    step.kmeans.is_some() || step.materialize.unwrap_or(graph.consumers[index] > 1)
+    step.kmeans.is_some() || !step.settings.is_empty() || step.materialize.unwrap_or(graph.consumers[index] > 1)
 }
 
 /// What happens after each step of a run (by position in the run order), so that memory is given

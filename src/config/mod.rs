@@ -269,6 +269,8 @@ pub struct Step {
     pub origin: SqlOrigin,
     pub depends_on: Vec<String>,
     pub materialize: Option<bool>,
+    /// DataFusion settings (full name, value) that hold while this step is planned and run.
+    pub settings: Vec<(String, String)>,
     pub description: Option<String>,
 }
 
@@ -843,6 +845,13 @@ pub fn compile(
                     "a step is either SQL (`sql`/`query`) or `kmeans`, not both",
                 );
             }
+            if !step.settings.is_empty() {
+                c.report(
+                    &["steps:", &needle, "settings:"],
+                    format!("{key}.settings"),
+                    "`settings` are DataFusion's, for SQL steps; a `kmeans` step runs no SQL",
+                );
+            }
             let spec = compile_kmeans(&mut c, &key, &needle, kmeans, &ctx);
             steps.push(Step {
                 name: step.name,
@@ -851,9 +860,14 @@ pub fn compile(
                 origin: SqlOrigin::Inline,
                 depends_on: step.depends_on,
                 materialize: Some(true),
+                settings: Vec::new(),
                 description: step.description,
             });
             continue;
+        }
+        let settings = compile_settings(&mut c, &key, &needle, &step.settings, step.materialize);
+        for (name, value) in &settings {
+            hasher.update(format!("{name}={value}\n").as_bytes());
         }
         let (source_text, origin) = match (&step.sql, &step.query) {
             (Some(file), None) => {
@@ -902,6 +916,7 @@ pub fn compile(
             origin,
             depends_on: step.depends_on,
             materialize: step.materialize,
+            settings,
             description: step.description,
         });
     }
@@ -1074,6 +1089,52 @@ impl Default for S3Settings {
             connect_timeout: Duration::from_secs(5),
         }
     }
+}
+
+/// A step's DataFusion settings, each checked by DataFusion itself (name and value) as the
+/// pipeline is read, so that a typo fails `validate` rather than a run halfway through.
+fn compile_settings(
+    c: &mut Compiler<'_>,
+    key: &str,
+    needle: &str,
+    raw: &indexmap::IndexMap<String, raw::RawSettingValue>,
+    materialize: Option<bool>,
+) -> Vec<(String, String)> {
+    if !raw.is_empty() && materialize == Some(false) {
+        c.report(
+            &["steps:", needle, "materialize:"],
+            format!("{key}.materialize"),
+            "a step with `settings` is materialized: they apply where it is computed, and a view is computed inside the steps that read it",
+        );
+    }
+    let mut checked = datafusion::config::ConfigOptions::new();
+    let known: Vec<String> = checked.entries().into_iter().map(|entry| entry.key).collect();
+    let mut settings = Vec::new();
+    for (name, value) in raw {
+        let value = value.to_string();
+        let needles = ["steps:", needle, "settings:", &format!("{name}:")];
+        let setting_key = format!("{key}.settings.{name}");
+        if !known.contains(name) {
+            let hint =
+                did_you_mean(name, known.iter().map(String::as_str)).map(|close| format!("did you mean `{close}`?"));
+            c.report_with_hint(
+                &needles,
+                setting_key,
+                format!("DataFusion has no setting `{name}`"),
+                hint,
+            );
+            continue;
+        }
+        match checked.set(name, &value) {
+            Ok(()) => settings.push((name.clone(), value)),
+            Err(error) => c.report(
+                &needles,
+                setting_key,
+                format!("DataFusion does not take `{value}` here: {}", error.find_root()),
+            ),
+        }
+    }
+    settings
 }
 
 fn compile_kmeans(

@@ -655,3 +655,53 @@ fn a_run_removes_what_killed_runs_of_its_ds_left_in_staging() {
         "no empty folders left"
     );
 }
+
+#[test]
+fn a_steps_settings_hold_for_that_step_alone() {
+    let project = Project::new();
+    project.write("data/orders/orders.csv", "order_id,amount\no1,10\n");
+    let threshold = "SELECT value FROM information_schema.df_settings \
+                     WHERE name = 'datafusion.optimizer.subset_repartition_threshold'";
+    project.write(
+        "pipelines/p.yaml",
+        format!(
+            "\
+name: settings
+sources:
+  orders:
+    location: data/orders/
+    format: csv
+    schema:
+      order_id: string
+      amount: float
+steps:
+  - name: tuned
+    query: {threshold}
+    settings:
+      datafusion.optimizer.subset_repartition_threshold: 2
+  - name: untuned
+    query: {threshold}
+  - name: totals
+    query: SELECT SUM(amount) AS total FROM orders
+output:
+  location: out
+marts:
+  tuned: {{}}
+  untuned: {{}}
+  totals: {{}}
+"
+        ),
+    );
+    let mut command = project.lifemap();
+    command.args(["run", "pipelines/p.yaml", "--ds", "2026-10-31", "--no-report"]);
+    let outcome = run_expecting(command, 0);
+    let value = |mart: &str| {
+        crate::common::first_column(
+            &project.path(&format!("out/{mart}/ds=2026-10-31/")),
+            "SELECT value FROM t",
+        )
+    };
+    // DataFusion's default is 4; the step that names 2 sees 2, the next one the default again.
+    assert_eq!(value("tuned"), ["2"], "{}", outcome.stderr);
+    assert_eq!(value("untuned"), ["4"]);
+}

@@ -309,3 +309,41 @@ fn a_duration_too_long_to_hold_is_an_error_not_a_panic() {
         &["pipelines/p.yaml:14:3: output.lock_timeout: `44444444444444444444s` is too long a duration"],
     );
 }
+
+#[test]
+fn a_step_setting_datafusion_does_not_know_names_its_line() {
+    let with_settings = |settings: &str| {
+        VALID.replace(
+            "    query: SELECT SUM(amount) AS total FROM orders",
+            &format!("    query: SELECT SUM(amount) AS total FROM orders\n    settings:\n{settings}"),
+        )
+    };
+    let outcome = validate(
+        &with_settings("      datafusion.optimizer.subset_repartition_treshold: 2\n"),
+        &[],
+    );
+    assert_reports(
+        &outcome,
+        &[
+            "pipelines/p.yaml:13:7: steps.totals.settings.datafusion.optimizer.subset_repartition_treshold: DataFusion has no setting `datafusion.optimizer.subset_repartition_treshold`",
+            "hint: did you mean `datafusion.optimizer.subset_repartition_threshold`?",
+        ],
+    );
+    let outcome = validate(&with_settings("      datafusion.execution.batch_size: many\n"), &[]);
+    assert_reports(
+        &outcome,
+        &[
+            "pipelines/p.yaml:13:7: steps.totals.settings.datafusion.execution.batch_size: DataFusion does not take `many` here",
+        ],
+    );
+    let outcome = validate(
+        &with_settings("      datafusion.execution.batch_size: 1024\n    materialize: false\n"),
+        &[],
+    );
+    assert_reports(
+        &outcome,
+        &["steps.totals.materialize: a step with `settings` is materialized"],
+    );
+    let outcome = validate(&with_settings("      datafusion.execution.batch_size: 1024\n"), &[]);
+    assert_eq!(outcome.code, 0, "{}{}", outcome.stdout, outcome.stderr);
+}

@@ -291,8 +291,34 @@ pub struct RawStep {
     /// Compute once and keep in memory (for a step many others read); otherwise it is a view.
     #[serde(default)]
     pub materialize: Option<bool>,
+    /// DataFusion settings for this step alone, by their full name
+    /// (`datafusion.optimizer.subset_repartition_threshold: 2`); a step with settings is
+    /// materialized, since they apply where it is computed.
+    #[serde(default)]
+    pub settings: IndexMap<String, RawSettingValue>,
     #[serde(default)]
     pub description: Option<String>,
+}
+
+/// A DataFusion setting's value as YAML writes it; DataFusion parses its text.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum RawSettingValue {
+    Bool(bool),
+    Integer(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl std::fmt::Display for RawSettingValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Bool(value) => write!(f, "{value}"),
+            Self::Integer(value) => write!(f, "{value}"),
+            Self::Float(value) => write!(f, "{value}"),
+            Self::Text(value) => f.write_str(value),
+        }
+    }
 }
 
 /// Where marts and run results land.
