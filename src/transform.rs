@@ -307,12 +307,7 @@ pub(crate) fn sql_options() -> SQLOptions {
 /// copy of the session's state that the returned frame carries: they hold while it is planned
 /// and run, and no other step sees them.
 pub async fn plan_step(ctx: &SessionContext, step: &Step) -> Result<DataFrame, Error> {
-    if step.settings.is_empty() {
-        return ctx
-            .sql_with_options(&step.sql, sql_options())
-            .await
-            .map_err(|source| step_error(step, source));
-    }
+    // What `SessionContext::sql_with_options` does for a query, on a state of the step's own.
     let mut state = ctx.state();
     let options = state.config_mut().options_mut();
     for (name, value) in &step.settings {
