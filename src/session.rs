@@ -98,6 +98,10 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
         );
     }
 
+    if let Some(limit) = memory_limit {
+        config = config.with_extension(Arc::new(crate::transform::on_disk::HeldMemory::for_limit(limit)));
+    }
+
     // One session per run: the listing cache can only hide files that arrived mid-run.
     let mut runtime = RuntimeEnvBuilder::new().with_object_list_cache_limit(0);
     if let Some(limit) = memory_limit {

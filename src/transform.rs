@@ -24,7 +24,7 @@ use crate::error::Error;
 use crate::personas::KMeansSpec;
 
 pub(crate) mod on_cluster;
-mod on_disk;
+pub(crate) mod on_disk;
 
 /// The steps of a pipeline in the order they run, with what each reads.
 #[derive(Debug, Clone)]
@@ -490,10 +490,10 @@ pub async fn run_step(
             .create_physical_plan()
             .await
             .map_err(|source| step_error(step, source))?;
-        let budget = on_disk::Budget::for_limit(
-            crate::session::memory_limit(&pipeline.engine),
-            plan.output_partitioning().partition_count(),
-        );
+        let budget = task_ctx
+            .session_config()
+            .get_extension::<on_disk::HeldMemory>()
+            .map(|held| on_disk::Budget::new(&held, plan.output_partitioning().partition_count()));
         let held = on_disk::hold(Arc::clone(&plan), task_ctx, budget, compact)
             .await
             .map_err(|source| step_error(step, source))?;

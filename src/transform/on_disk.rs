@@ -1,4 +1,4 @@
-//! Materialised steps past their share of `--memory-limit` are held on local disk as Parquet.
+//! Materialised steps past their share of `--memory-limit` are held partly on local disk as Parquet.
 //!
 //! DataFusion's memory pool bounds what its operators hold (sorts, aggregates and joins spill),
 //! but a materialised step's batches sit in a `MemTable` outside the pool: at 10M events
@@ -6,10 +6,10 @@
 //! Under a limit each output partition of a materialised step may keep a share of it in memory,
 //! reserved in DataFusion's pool so that operators of later steps see it taken (outside the pool,
 //! held tables let a 100M-event run under a 4 GiB limit peak at 6.4 GB); past that share, or when
-//! the pool has no room, the partition's batches go to a Parquet file (LZ4, 64K-row row groups) in
-//! a temporary folder under `$TMPDIR`, and later steps read the files back with column projection
-//! and filter pushdown, one row group at a time. The folder goes when the table is released, the
-//! reservation when the in-memory table is.
+//! the pool has no room, the partition's further batches go to a Parquet file (LZ4, 64K-row row
+//! groups) in a temporary folder under `$TMPDIR`. Later steps read both: the batches in memory and
+//! the files, with column projection and filter pushdown, one row group at a time. The folder goes
+//! when the table is released, and the reservation with it.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -17,37 +17,63 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::{ArrayRef, RecordBatch};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::catalog::TableProvider;
+use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::config::TableParquetOptions;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::execution::memory_pool::{MemoryConsumer, MemoryReservation};
+use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryConsumer, MemoryPool, MemoryReservation};
+use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
+use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream_partitioned};
 use futures::StreamExt;
 
 use crate::sources::Keeping;
 
-/// How much of a materialised step one output partition may keep in memory.
-#[derive(Debug, Clone, Copy)]
+/// What the materialised steps of a run may keep in memory together: a quarter of DataFusion's
+/// pool, so that the operators of later steps always have the other three quarters. (Each held
+/// step keeping a quarter of its own filled a 4 GiB run's pool with the first batches of five
+/// steps until a hash join's build side, which cannot spill, found no room.) A session extension:
+/// one per run, set up with the memory limit (`session::context`). No limit, no share: all in memory.
+#[derive(Debug)]
+pub struct HeldMemory {
+    pool: Arc<dyn MemoryPool>,
+    bytes: usize,
+}
+
+impl HeldMemory {
+    pub fn for_limit(memory_limit: u64) -> Self {
+        Self::new(crate::session::operator_memory(memory_limit) / 4)
+    }
+
+    fn new(bytes: usize) -> Self {
+        Self {
+            pool: Arc::new(GreedyMemoryPool::new(bytes)),
+            bytes,
+        }
+    }
+}
+
+/// How much of a materialised step one output partition may keep in memory: its share of what the
+/// held steps may keep together, while they have room.
+#[derive(Debug, Clone)]
 pub struct Budget {
-    pub bytes_per_partition: usize,
+    bytes_per_partition: usize,
+    held: Arc<dyn MemoryPool>,
 }
 
 impl Budget {
-    /// A quarter of DataFusion's pool for a step's in-memory output, shared by its partitions; the
-    /// rest is for the operators of the steps that read it. No limit, no budget: all in memory.
-    pub fn for_limit(memory_limit: Option<u64>, partitions: usize) -> Option<Self> {
-        let pool = crate::session::operator_memory(memory_limit?);
-        Some(Self {
-            bytes_per_partition: pool / 4 / partitions.max(1),
-        })
+    pub fn new(held: &HeldMemory, partitions: usize) -> Self {
+        Self {
+            bytes_per_partition: held.bytes / partitions.max(1),
+            held: Arc::clone(&held.pool),
+        }
     }
 }
 
@@ -59,9 +85,33 @@ pub struct Held {
     pub bytes_on_disk: Option<u64>,
 }
 
-enum Partition {
-    Memory(Vec<RecordBatch>, Option<MemoryReservation>),
-    Disk { rows: u64 },
+/// One output partition of a held step: the batches that fitted its budget, in memory, and the
+/// rows after them, in a Parquet file of the step's folder.
+struct Partition {
+    memory: Vec<RecordBatch>,
+    reservation: Option<Reservation>,
+    rows_on_disk: u64,
+}
+
+/// The bytes of a partition's batches in memory, counted among the held steps' (their share) and
+/// in DataFusion's pool (so that operators see them taken).
+#[derive(Debug)]
+struct Reservation {
+    held: MemoryReservation,
+    pool: MemoryReservation,
+}
+
+impl Reservation {
+    fn try_grow(&mut self, bytes: usize) -> bool {
+        if self.held.try_grow(bytes).is_err() {
+            return false;
+        }
+        if self.pool.try_grow(bytes).is_err() {
+            self.held.shrink(bytes);
+            return false;
+        }
+        true
+    }
 }
 
 /// Run `plan` and hold its result, one task per output partition as in `collect_partitioned`.
@@ -88,42 +138,51 @@ pub async fn hold(
     for (index, mut stream) in streams.into_iter().enumerate() {
         let folder = folder.clone();
         let schema = Arc::clone(&schema);
-        let mut reservation = budget.map(|_| MemoryConsumer::new(format!("HeldStepTable[{index}]")).register(&pool));
+        let budget = budget.clone();
+        let mut reservation = budget.as_ref().map(|budget| Reservation {
+            held: MemoryConsumer::new(format!("HeldStepTable[{index}]")).register(&budget.held),
+            pool: MemoryConsumer::new(format!("HeldStepTable[{index}]")).register(&pool),
+        });
         tasks.spawn(async move {
-            let mut batches = Vec::new();
+            let mut memory = Vec::new();
             let mut bytes = 0usize;
             let mut writer: Option<ArrowWriter<File>> = None;
-            let mut rows = 0u64;
+            let mut rows_on_disk = 0u64;
             while let Some(batch) = stream.next().await {
                 let batch = batch?;
-                rows += batch.num_rows() as u64;
                 if let Some(writer) = writer.as_mut() {
+                    rows_on_disk += batch.num_rows() as u64;
                     writer.write(&batch)?;
                     continue;
                 }
                 let batch = prepare(batch)?;
                 let size = batch.get_array_memory_size();
-                bytes += size;
-                batches.push(batch);
-                let over_budget = budget.is_some_and(|budget| bytes > budget.bytes_per_partition);
-                let pool_full = reservation.as_mut().is_some_and(|r| r.try_grow(size).is_err());
-                if let (true, Some(folder)) = (over_budget || pool_full, folder.as_ref()) {
-                    let mut file = open_writer(folder.path(), index, &schema, batches.first())?;
-                    for batch in batches.drain(..) {
+                let within_budget = budget
+                    .as_ref()
+                    .is_none_or(|budget| bytes + size <= budget.bytes_per_partition);
+                let reserved = within_budget && reservation.as_mut().is_none_or(|r| r.try_grow(size));
+                match (reserved, folder.as_ref()) {
+                    (false, Some(folder)) => {
+                        // What came first stays in memory: a step a little over its share is read
+                        // back mostly from memory, so the cost of holding it grows with the excess.
+                        let mut file = open_writer(folder.path(), index, &schema, Some(&batch))?;
+                        rows_on_disk += batch.num_rows() as u64;
                         file.write(&batch)?;
+                        writer = Some(file);
                     }
-                    writer = Some(file);
-                    if let Some(reservation) = reservation.as_mut() {
-                        reservation.free();
+                    _ => {
+                        bytes += size;
+                        memory.push(batch);
                     }
                 }
             }
-            let partition = match writer {
-                Some(writer) => {
-                    writer.close()?;
-                    Partition::Disk { rows }
-                }
-                None => Partition::Memory(batches, reservation),
+            if let Some(writer) = writer {
+                writer.close()?;
+            }
+            let partition = Partition {
+                memory,
+                reservation,
+                rows_on_disk,
             };
             Ok::<_, DataFusionError>((index, partition))
         });
@@ -135,26 +194,23 @@ pub async fn hold(
     }
     let partitions: Vec<Partition> = partitions.into_iter().flatten().collect();
 
-    let spilled = partitions.iter().any(|p| matches!(p, Partition::Disk { .. }));
-    let (Some(folder), true) = (folder, spilled) else {
-        let mut reservations = Vec::new();
-        let batches: Vec<Vec<RecordBatch>> = partitions
-            .into_iter()
-            .map(|p| match p {
-                Partition::Memory(batches, reservation) => {
-                    reservations.extend(reservation);
-                    batches
-                }
-                Partition::Disk { .. } => Vec::new(),
-            })
-            .collect();
-        let rows = batches.iter().flatten().map(|b| b.num_rows() as u64).sum();
-        let table = MemTable::try_new(schema, batches)?;
+    let rows_on_disk: u64 = partitions.iter().map(|p| p.rows_on_disk).sum();
+    let mut reservations = Vec::new();
+    let memory: Vec<Vec<RecordBatch>> = partitions
+        .into_iter()
+        .map(|p| {
+            reservations.extend(p.reservation);
+            p.memory
+        })
+        .collect();
+    let rows = rows_on_disk + memory.iter().flatten().map(|b| b.num_rows() as u64).sum::<u64>();
+    let in_memory = MemTable::try_new(Arc::clone(&schema), memory)?;
+    let (Some(folder), true) = (folder, rows_on_disk > 0) else {
         let table: Arc<dyn TableProvider> = if reservations.is_empty() {
-            Arc::new(table)
+            Arc::new(in_memory)
         } else {
             Arc::new(Keeping {
-                table,
+                table: in_memory,
                 kept: reservations,
             })
         };
@@ -164,22 +220,6 @@ pub async fn hold(
             bytes_on_disk: None,
         });
     };
-    // One table reads one folder: partitions that stayed within the budget are written too.
-    let mut rows = 0;
-    for (index, partition) in partitions.into_iter().enumerate() {
-        match partition {
-            Partition::Disk { rows: written } => rows += written,
-            // Its reservation goes with it: the batches are freed once written.
-            Partition::Memory(batches, _reservation) => {
-                let mut writer = open_writer(folder.path(), index, &schema, batches.first())?;
-                for batch in &batches {
-                    rows += batch.num_rows() as u64;
-                    writer.write(batch)?;
-                }
-                writer.close()?;
-            }
-        }
-    }
     let bytes_on_disk = std::fs::read_dir(folder.path())
         .and_then(|entries| {
             entries
@@ -187,12 +227,54 @@ pub async fn hold(
                 .sum::<std::io::Result<u64>>()
         })
         .map_err(DataFusionError::IoError)?;
-    let table = open_on_disk(folder, schema)?;
+    let url = ListingTableUrl::parse(format!("{}/", folder.path().display()))?;
+    let table = Keeping {
+        table: PartlyOnDisk {
+            in_memory,
+            on_disk: parquet_listing(url, Arc::clone(&schema))?,
+        },
+        kept: (reservations, folder),
+    };
     Ok(Held {
         table: Arc::new(table),
         rows,
         bytes_on_disk: Some(bytes_on_disk),
     })
+}
+
+/// A held step whose first batches are in memory and the rest in Parquet files: a scan reads
+/// both, as a union. Filters go to the files (row-group pruning); DataFusion applies them above.
+#[derive(Debug)]
+struct PartlyOnDisk {
+    in_memory: MemTable,
+    on_disk: ListingTable,
+}
+
+#[async_trait::async_trait]
+impl TableProvider for PartlyOnDisk {
+    fn schema(&self) -> SchemaRef {
+        self.on_disk.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let in_memory = self.in_memory.scan(state, projection, &[], limit).await?;
+        let on_disk = self.on_disk.scan(state, projection, filters, limit).await?;
+        UnionExec::try_new(vec![in_memory, on_disk])
+    }
+
+    fn supports_filters_pushdown(&self, filters: &[&Expr]) -> Result<Vec<TableProviderFilterPushDown>> {
+        Ok(vec![TableProviderFilterPushDown::Inexact; filters.len()])
+    }
 }
 
 fn open_writer(
@@ -253,18 +335,6 @@ fn few_distinct_texts(column: &ArrayRef) -> bool {
     distinct.len() * 16 <= present
 }
 
-/// A listing table over a step's Parquet files that owns their folder.
-fn open_on_disk(
-    folder: Arc<tempfile::TempDir>,
-    schema: SchemaRef,
-) -> Result<Keeping<ListingTable, Arc<tempfile::TempDir>>> {
-    let url = ListingTableUrl::parse(format!("{}/", folder.path().display()))?;
-    Ok(Keeping {
-        table: parquet_listing(url, schema)?,
-        kept: folder,
-    })
-}
-
 /// A listing table over the Parquet files of a held step, read back with the types they were
 /// written with: text as Utf8, not as the views DataFusion would read and the next step cast.
 pub(super) fn parquet_listing(url: ListingTableUrl, schema: SchemaRef) -> Result<ListingTable> {
@@ -280,7 +350,6 @@ pub(super) fn parquet_listing(url: ListingTableUrl, schema: SchemaRef) -> Result
 
 #[cfg(test)]
 mod tests {
-    use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryPool};
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
     use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -288,13 +357,18 @@ mod tests {
 
     const ROWS: i64 = 100_000;
 
-    /// `ROWS` numbers and their text, held under `budget` bytes per partition in a pool of `pool_bytes`.
-    async fn hold_numbers(pool_bytes: usize, budget: usize) -> Result<(Held, Arc<dyn MemoryPool>, SessionContext)> {
+    /// A session whose DataFusion pool holds `pool_bytes`.
+    fn session(pool_bytes: usize) -> Result<(SessionContext, Arc<dyn MemoryPool>)> {
         let pool: Arc<dyn MemoryPool> = Arc::new(GreedyMemoryPool::new(pool_bytes));
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_pool(Arc::clone(&pool))
             .build_arc()?;
         let ctx = SessionContext::new_with_config_rt(SessionConfig::new().with_target_partitions(2), runtime);
+        Ok((ctx, pool))
+    }
+
+    /// `ROWS` numbers (about 2 MB in memory with their text), held within the share of `held`.
+    async fn hold_numbers(ctx: &SessionContext, held: &HeldMemory) -> Result<Held> {
         let frame = ctx
             .sql(&format!(
                 "SELECT value, CAST(value AS VARCHAR) AS text FROM generate_series(1, {ROWS})"
@@ -302,11 +376,8 @@ mod tests {
             .await?;
         let task_ctx = Arc::new(frame.task_ctx());
         let plan = frame.create_physical_plan().await?;
-        let budget = Budget {
-            bytes_per_partition: budget,
-        };
-        let held = hold(plan, task_ctx, Some(budget), Ok).await?;
-        Ok((held, pool, ctx))
+        let budget = Budget::new(held, plan.properties().output_partitioning().partition_count());
+        hold(plan, task_ctx, Some(budget), Ok).await
     }
 
     async fn sum_of_values(ctx: &SessionContext, held: &Held) -> Result<(i64, i64)> {
@@ -367,7 +438,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_table_held_in_memory_keeps_its_bytes_reserved_in_the_pool_until_dropped() -> Result<()> {
-        let (held, pool, ctx) = hold_numbers(1 << 30, 1 << 30).await?;
+        let (ctx, pool) = session(1 << 30)?;
+        let held = hold_numbers(&ctx, &HeldMemory::new(1 << 30)).await?;
         assert_eq!(held.bytes_on_disk, None);
         assert_eq!(held.rows, ROWS as u64);
         assert!(pool.reserved() > ROWS as usize * 8, "reserved {}", pool.reserved());
@@ -378,12 +450,64 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_table_over_its_budget_keeps_its_first_batches_in_memory_and_the_rest_on_disk() -> Result<()> {
+        // A 512 KiB share keeps a few of the 8192-row batches in memory.
+        let (ctx, pool) = session(1 << 30)?;
+        let held = hold_numbers(&ctx, &HeldMemory::new(512 * 1024)).await?;
+        assert!(held.bytes_on_disk.is_some_and(|bytes| bytes > 0));
+        assert_eq!(held.rows, ROWS as u64);
+        let reserved = pool.reserved();
+        assert!(reserved > 0 && reserved <= 512 * 1024, "reserved {reserved}");
+        assert_eq!(sum_of_values(&ctx, &held).await?, (ROWS, ROWS * (ROWS + 1) / 2));
+        // A filter holds for the rows in memory as for those in the files.
+        ctx.register_table("held", Arc::clone(&held.table))?;
+        let batches = ctx
+            .sql("SELECT COUNT(*) FROM held WHERE value % 1000 = 0 AND text LIKE '%000'")
+            .await?
+            .collect()
+            .await?;
+        let count = batches[0]
+            .column(0)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int64Array>()
+            .map(|count| count.value(0));
+        assert_eq!(count, Some(ROWS / 1000));
+        ctx.deregister_table("held")?;
+        drop(held);
+        assert_eq!(pool.reserved(), 0);
+        Ok(())
+    }
+
+    #[tokio::test]
     async fn a_pool_without_room_sends_a_table_to_disk_though_it_is_within_its_budget() -> Result<()> {
-        let (held, pool, ctx) = hold_numbers(64 * 1024, 1 << 30).await?;
+        let (ctx, pool) = session(64 * 1024)?;
+        let held = hold_numbers(&ctx, &HeldMemory::new(1 << 30)).await?;
         assert!(held.bytes_on_disk.is_some_and(|bytes| bytes > 0));
         assert_eq!(held.rows, ROWS as u64);
         assert_eq!(pool.reserved(), 0, "nothing stays reserved for a table on disk");
         assert_eq!(sum_of_values(&ctx, &held).await?, (ROWS, ROWS * (ROWS + 1) / 2));
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn held_steps_share_one_allowance_and_a_dropped_table_gives_its_part_back() -> Result<()> {
+        let (ctx, pool) = session(1 << 30)?;
+        let share = HeldMemory::new(1 << 20);
+        let first = hold_numbers(&ctx, &share).await?;
+        let second = hold_numbers(&ctx, &share).await?;
+        // Each alone would keep up to the whole 1 MiB: together they keep no more.
+        assert!(
+            pool.reserved() > 0 && pool.reserved() <= 1 << 20,
+            "reserved {}",
+            pool.reserved()
+        );
+        assert!(second.bytes_on_disk.is_some());
+        assert_eq!(sum_of_values(&ctx, &second).await?, (ROWS, ROWS * (ROWS + 1) / 2));
+        drop((first, second));
+        assert_eq!(pool.reserved(), 0);
+        let third = hold_numbers(&ctx, &share).await?;
+        assert!(pool.reserved() > 512 * 1024, "reserved {}", pool.reserved());
+        assert_eq!(sum_of_values(&ctx, &third).await?, (ROWS, ROWS * (ROWS + 1) / 2));
         Ok(())
     }
 }
