@@ -9,7 +9,7 @@
 WITH copies AS (
   SELECT
     event_id, fingerprint(event_id) AS event_key, parse_rfc3339(occurred_at) AS occurred_at, customer_id,
-    anonymous_id, event_type, channel, json_get_str(properties, 'category') AS category,
+    anonymous_id, event_type, channel,
     concat_ws(',', coalesce(event_id, ''), coalesce(occurred_at, ''), coalesce(customer_id, ''), coalesce(anonymous_id, ''), event_type, channel, properties) AS raw
   FROM events
   WHERE dt <= DATE '{{ ds }}'
@@ -29,8 +29,7 @@ matched AS (
 fields AS (
   SELECT
     line,
-    json_fields(line, 'event_id', 'occurred_at', 'customer_id', 'anonymous_id', 'event_type', 'channel',
-                'properties.category') AS f
+    json_fields(line, 'event_id', 'occurred_at', 'customer_id', 'anonymous_id', 'event_type', 'channel') AS f
   FROM matched
 ),
 copies AS (
@@ -42,7 +41,6 @@ copies AS (
     f['anonymous_id']                               AS anonymous_id,
     f['event_type']                                 AS event_type,
     f['channel']                                    AS channel,
-    f['properties.category']                        AS category,
     line                                            AS raw
   FROM fields
 )

@@ -1,6 +1,8 @@
 -- Events with the person they belong to (identity stitching) and their lifecycle stage.
 -- link(anonymous_id) = the customer_id of the earliest event (by occurred_at, then event_id)
 -- carrying both that anonymous_id and a customer_id.
+-- Only what later steps read: the event type as the stage flags (at 100M events the table is
+-- held partly on disk and scanned by nine steps, so every column costs).
 WITH links AS (
   SELECT anonymous_id, min_by(customer_id, occurred_at, event_id) AS linked_customer
   FROM valid_events
@@ -12,9 +14,7 @@ SELECT
   e.event_id,
   e.occurred_at,
   local_time(e.occurred_at, '{{ timezone }}') AS local_at,
-  e.event_type,
   e.channel,
-  e.category,
   e.customer_id AS person_id,
   true AS is_known,
   e.event_type IN ({{ var('awareness_events') | sql_list }}) AS is_awareness,
@@ -27,9 +27,7 @@ SELECT
   e.event_id,
   e.occurred_at,
   local_time(e.occurred_at, '{{ timezone }}'),
-  e.event_type,
   e.channel,
-  e.category,
   COALESCE(l.linked_customer, 'anon:' || e.anonymous_id),
   l.linked_customer IS NOT NULL,
   e.event_type IN ({{ var('awareness_events') | sql_list }}),

@@ -1,7 +1,7 @@
 {% if events_format == 'parquet' -%}
 -- Events from Parquet exports (`--var events_format=parquet`): typed columns, so only the
--- timestamp and the category in the `properties` JSON are parsed. The same rules and columns as
--- the NDJSON branch below; `raw` is the row as CSV (empty fields for nulls), for the quarantine mart.
+-- timestamp is parsed (no mart reads `properties`: event categories are not analysed, order
+-- categories are). The same rules and columns as the NDJSON branch below; `raw` is the row as CSV (empty fields for nulls), for the quarantine mart.
 WITH typed AS (
   SELECT *, parse_rfc3339(occurred_at) AS occurred_at_ts,
     CASE
@@ -13,7 +13,7 @@ WITH typed AS (
 )
 SELECT
   event_id, fingerprint(event_id) AS event_key, occurred_at_ts AS occurred_at, customer_id, anonymous_id, event_type, channel,
-  json_get_str(properties, 'category') AS category, reject_reason,
+  reject_reason,
   CASE WHEN reject_reason IS NOT NULL THEN concat_ws(',', coalesce(event_id, ''), coalesce(occurred_at, ''), coalesce(customer_id, ''), coalesce(anonymous_id, ''), event_type, channel, properties) END AS raw
 FROM typed
 {%- else -%}
@@ -28,8 +28,7 @@ FROM typed
 WITH fields AS (
   SELECT
     line,
-    json_fields(line, 'event_id', 'occurred_at', 'customer_id', 'anonymous_id', 'event_type', 'channel',
-                'properties.category') AS f
+    json_fields(line, 'event_id', 'occurred_at', 'customer_id', 'anonymous_id', 'event_type', 'channel') AS f
   FROM events
   WHERE dt <= DATE '{{ ds }}'
 ),
@@ -42,8 +41,7 @@ parsed AS (
     f['customer_id']             AS customer_id,
     f['anonymous_id']            AS anonymous_id,
     f['event_type']              AS event_type,
-    f['channel']                 AS channel,
-    f['properties.category']     AS category
+    f['channel']                 AS channel
   FROM fields
 ),
 typed AS (
@@ -56,7 +54,7 @@ typed AS (
   FROM parsed
 )
 SELECT
-  event_id, fingerprint(event_id) AS event_key, occurred_at, customer_id, anonymous_id, event_type, channel, category, reject_reason,
+  event_id, fingerprint(event_id) AS event_key, occurred_at, customer_id, anonymous_id, event_type, channel, reject_reason,
   CASE WHEN reject_reason IS NOT NULL THEN line END AS raw
 FROM typed
 {%- endif %}

@@ -1,6 +1,6 @@
 -- One row per event_id: valid events, duplicates resolved, forgotten customers left out.
 WITH kept AS (
-  SELECT event_id, occurred_at, customer_id, anonymous_id, event_type, channel, category
+  SELECT event_id, occurred_at, customer_id, anonymous_id, event_type, channel
 FROM stg_events s
 WHERE reject_reason IS NULL
   AND occurred_at < TIMESTAMP '{{ as_of }}'
@@ -9,7 +9,7 @@ WHERE reject_reason IS NULL
   -- On the fingerprint: every event whose fingerprint is in event_duplicates comes back below.
   AND NOT EXISTS (SELECT 1 FROM event_duplicates d WHERE d.event_key = s.event_key)
 UNION ALL
-SELECT event_id, occurred_at, customer_id, anonymous_id, event_type, channel, category
+SELECT event_id, occurred_at, customer_id, anonymous_id, event_type, channel
 FROM event_duplicates
 WHERE copy = 1
 )

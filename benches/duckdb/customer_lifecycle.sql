@@ -20,7 +20,7 @@ CREATE TEMP MACRO trend_end() AS CAST(date_trunc('week', DATE '$ds' + 1) AS DATE
 CREATE TEMP TABLE suppressions AS $suppressions;
 
 -- Events up to the ds partition; a malformed line reads as a row of NULLs and fails the filters.
--- The FROM clause and the category expression below are filled in per export format
+-- The FROM clause below is filled in per export format
 -- (duckdb_marts.py --events-format: NDJSON or Parquet).
 CREATE TEMP TABLE valid_events AS
 WITH staged AS MATERIALIZED (
@@ -30,8 +30,7 @@ WITH staged AS MATERIALIZED (
     customer_id,
     anonymous_id,
     event_type,
-    channel,
-    $event_category AS category
+    channel
   FROM $events_source
   WHERE dt <= DATE '$ds'
 ),
@@ -47,7 +46,7 @@ WHERE event_id IS NOT NULL
   AND NOT EXISTS (SELECT 1 FROM suppressions f WHERE f.customer_id = s.customer_id)
   AND NOT EXISTS (SELECT 1 FROM forgotten a WHERE a.anonymous_id = s.anonymous_id)
 QUALIFY row_number() OVER (
-  PARTITION BY event_id ORDER BY occurred_at, customer_id, anonymous_id, event_type, channel, category
+  PARTITION BY event_id ORDER BY occurred_at, customer_id, anonymous_id, event_type, channel
 ) = 1;
 
 -- Identity stitching: an anonymous id belongs to the customer of its earliest event that carries both.
@@ -62,9 +61,7 @@ SELECT
   e.event_id,
   e.occurred_at,
   local_time(e.occurred_at) AS local_at,
-  e.event_type,
   e.channel,
-  e.category,
   COALESCE(e.customer_id, l.linked_customer, 'anon:' || e.anonymous_id) AS person_id,
   e.customer_id IS NOT NULL OR l.linked_customer IS NOT NULL AS is_known,
   e.event_type IN ($awareness_events) AS is_awareness,

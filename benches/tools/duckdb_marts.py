@@ -59,17 +59,15 @@ def sql_text(literal: str) -> str:
     return "'" + literal.replace("'", "''") + "'"
 
 
-# How each export format's events are read: the FROM clause and the category's expression.
+# How each export format's events are read: the FROM clause (no mart reads `properties`).
 EVENTS = {
     "ndjson-gz": (
         "read_ndjson('$exports/events/*/*', hive_partitioning = true, ignore_errors = true,\n"
         "    columns = {event_id: 'VARCHAR', occurred_at: 'VARCHAR', customer_id: 'VARCHAR', anonymous_id: 'VARCHAR',\n"
-        "               event_type: 'VARCHAR', channel: 'VARCHAR', properties: 'STRUCT(category VARCHAR)'})",
-        "properties.category",
+        "               event_type: 'VARCHAR', channel: 'VARCHAR'})"
     ),
     "parquet": (
-        "read_parquet('$exports/events/*/*.parquet', hive_partitioning = true)",
-        "json_extract_string(properties, 'category')",
+        "read_parquet('$exports/events/*/*.parquet', hive_partitioning = true)"
     ),
 }
 
@@ -86,10 +84,9 @@ def render(exports: str, ds: str, timezone: str, events_format: str = "ndjson-gz
         key: ", ".join(sql_text(v) for v in value) if isinstance(value, list) else str(value)
         for key, value in SETTINGS.items()
     }
-    events_source, event_category = EVENTS[events_format]
+    events_source = EVENTS[events_format]
     values.update(
         events_source=string.Template(events_source).substitute(exports=exports.replace("'", "''")),
-        event_category=event_category,
         exports=exports.replace("'", "''"),
         ds=ds,
         as_of=as_of.isoformat(sep=" "),
