@@ -380,26 +380,28 @@ mod tests {
         hold(plan, task_ctx, Some(budget), Ok).await
     }
 
-    async fn sum_of_values(ctx: &SessionContext, held: &Held) -> Result<(i64, i64)> {
+    /// The first row of `sql` over the table of `held` (registered as `held`), as 64-bit integers.
+    async fn first_row(ctx: &SessionContext, held: &Held, sql: &str) -> Result<Vec<i64>> {
         ctx.register_table("held", Arc::clone(&held.table))?;
-        let batches = ctx
-            .sql("SELECT COUNT(*), SUM(value) FROM held")
-            .await?
-            .collect()
-            .await?;
-        let count = batches[0]
-            .column(0)
-            .as_any()
-            .downcast_ref::<datafusion::arrow::array::Int64Array>();
-        let sum = batches[0]
-            .column(1)
-            .as_any()
-            .downcast_ref::<datafusion::arrow::array::Int64Array>();
+        let batches = ctx.sql(sql).await?.collect().await;
         ctx.deregister_table("held")?;
-        match (count, sum) {
-            (Some(count), Some(sum)) => Ok((count.value(0), sum.value(0))),
-            _ => Err(DataFusionError::Internal("unexpected result types".into())),
-        }
+        let batches = batches?;
+        batches[0]
+            .columns()
+            .iter()
+            .map(|column| {
+                column
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>()
+                    .map(|values| values.value(0))
+                    .ok_or_else(|| DataFusionError::Internal("unexpected result types".into()))
+            })
+            .collect()
+    }
+
+    async fn sum_of_values(ctx: &SessionContext, held: &Held) -> Result<(i64, i64)> {
+        let row = first_row(ctx, held, "SELECT COUNT(*), SUM(value) FROM held").await?;
+        Ok((row[0], row[1]))
     }
 
     #[test]
@@ -460,19 +462,8 @@ mod tests {
         assert!(reserved > 0 && reserved <= 512 * 1024, "reserved {reserved}");
         assert_eq!(sum_of_values(&ctx, &held).await?, (ROWS, ROWS * (ROWS + 1) / 2));
         // A filter holds for the rows in memory as for those in the files.
-        ctx.register_table("held", Arc::clone(&held.table))?;
-        let batches = ctx
-            .sql("SELECT COUNT(*) FROM held WHERE value % 1000 = 0 AND text LIKE '%000'")
-            .await?
-            .collect()
-            .await?;
-        let count = batches[0]
-            .column(0)
-            .as_any()
-            .downcast_ref::<datafusion::arrow::array::Int64Array>()
-            .map(|count| count.value(0));
-        assert_eq!(count, Some(ROWS / 1000));
-        ctx.deregister_table("held")?;
+        let filtered = "SELECT COUNT(*) FROM held WHERE value % 1000 = 0 AND text LIKE '%000'";
+        assert_eq!(first_row(&ctx, &held, filtered).await?, vec![ROWS / 1000]);
         drop(held);
         assert_eq!(pool.reserved(), 0);
         Ok(())
