@@ -662,36 +662,18 @@ fn a_steps_settings_hold_for_that_step_alone() {
     project.write("data/orders/orders.csv", "order_id,amount\no1,10\n");
     let threshold = "SELECT value FROM information_schema.df_settings \
                      WHERE name = 'datafusion.optimizer.subset_repartition_threshold'";
-    project.write(
-        "pipelines/p.yaml",
-        format!(
-            "\
-name: settings
-sources:
-  orders:
-    location: data/orders/
-    format: csv
-    schema:
-      order_id: string
-      amount: float
-steps:
-  - name: tuned
-    query: {threshold}
-    settings:
-      datafusion.optimizer.subset_repartition_threshold: 2
-  - name: untuned
-    query: {threshold}
-  - name: totals
-    query: SELECT SUM(amount) AS total FROM orders
-output:
-  location: out
-marts:
-  tuned: {{}}
-  untuned: {{}}
-  totals: {{}}
-"
-        ),
-    );
+    // The orders pipeline with two more steps (and marts) before its `totals`.
+    let pipeline = fixture::ORDERS_PIPELINE
+        .replace(
+            "  - name: totals\n",
+            &format!(
+                "  - name: tuned\n    query: {threshold}\n    settings:\n      \
+                 datafusion.optimizer.subset_repartition_threshold: 2\n  \
+                 - name: untuned\n    query: {threshold}\n  - name: totals\n"
+            ),
+        )
+        .replace("marts:\n", "marts:\n  tuned: {}\n  untuned: {}\n");
+    project.write("pipelines/p.yaml", &pipeline);
     let mut command = project.lifemap();
     command.args(["run", "pipelines/p.yaml", "--ds", "2026-10-31", "--no-report"]);
     let outcome = run_expecting(command, 0);

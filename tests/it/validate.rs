@@ -1,24 +1,9 @@
 //! `lifemap validate`: every kind of mistake is reported with where it is.
 
-use crate::common::{Outcome, Project, run};
+use crate::common::{Outcome, Project, fixture, run};
 
-const VALID: &str = "\
-name: v
-sources:
-  orders:
-    location: data/orders/
-    format: csv
-    schema:
-      order_id: string
-      amount: float
-steps:
-  - name: totals
-    query: SELECT SUM(amount) AS total FROM orders
-output:
-  location: out
-marts:
-  totals: {}
-";
+/// The pipeline every case below breaks in one place.
+const VALID: &str = fixture::ORDERS_PIPELINE;
 
 fn validate(pipeline: &str, files: &[(&str, &str)]) -> Outcome {
     let project = Project::new();

@@ -193,3 +193,24 @@ pub const REVENUE_1031: &str = "\
 | DE      | 10.5    | 1         |
 | US      | 4.5     | 1         |
 +---------+---------+-----------+";
+
+/// The smallest valid pipeline: a CSV of orders (`data/orders/`) and one step summing them into
+/// the mart `totals`. `lifemap validate`'s cases break it one place at a time (their expected
+/// line numbers count from its first line).
+pub const ORDERS_PIPELINE: &str = "\
+name: v
+sources:
+  orders:
+    location: data/orders/
+    format: csv
+    schema:
+      order_id: string
+      amount: float
+steps:
+  - name: totals
+    query: SELECT SUM(amount) AS total FROM orders
+output:
+  location: out
+marts:
+  totals: {}
+";
