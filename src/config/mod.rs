@@ -1100,7 +1100,10 @@ fn compile_settings(
     raw: &indexmap::IndexMap<String, raw::RawSettingValue>,
     materialize: Option<bool>,
 ) -> Vec<(String, String)> {
-    if !raw.is_empty() && materialize == Some(false) {
+    if raw.is_empty() {
+        return Vec::new();
+    }
+    if materialize == Some(false) {
         c.report(
             &["steps:", needle, "materialize:"],
             format!("{key}.materialize"),
