@@ -1,8 +1,10 @@
 -- Events with the person they belong to (identity stitching) and their lifecycle stage.
 -- link(anonymous_id) = the customer_id of the earliest event (by occurred_at, then event_id)
 -- carrying both that anonymous_id and a customer_id.
--- Only what later steps read: the event type as the stage flags (at 100M events the table is
--- held partly on disk and scanned by nine steps, so every column costs).
+-- Only what later steps read: the event type as the stage flags, and the event id only where the
+-- funnel reads it (to break ties between a person's first awareness events of a month). At 100M
+-- events the table is held partly on disk and scanned by nine steps, so every column costs, and
+-- the ids are its widest column.
 WITH links AS (
   SELECT anonymous_id, min_by(customer_id, occurred_at, event_id) AS linked_customer
   FROM valid_events
@@ -11,7 +13,7 @@ WITH links AS (
 )
 -- Events of a customer need no link: only anonymous events go through the join.
 SELECT
-  e.event_id,
+  CASE WHEN e.event_type IN ({{ var('awareness_events') | sql_list }}) THEN e.event_id END AS awareness_event_id,
   e.occurred_at,
   local_time(e.occurred_at, '{{ timezone }}') AS local_at,
   e.channel,
@@ -24,7 +26,7 @@ FROM valid_events e
 WHERE e.customer_id IS NOT NULL
 UNION ALL
 SELECT
-  e.event_id,
+  CASE WHEN e.event_type IN ({{ var('awareness_events') | sql_list }}) THEN e.event_id END,
   e.occurred_at,
   local_time(e.occurred_at, '{{ timezone }}'),
   e.channel,

@@ -1,6 +1,7 @@
 //! lifemap's own SQL functions, registered in every session lifemap creates.
 //!
 //! - `window_funnel(window, ts, cond1, ...)`: the funnel level a group's events reached;
+//! - `window_funnel_by(window, ts, entry, cond1, ...)`: that level once per entry value (e.g. month);
 //! - `min_by(value, key, ...)` / `max_by(...)`: the value of the row with the smallest (largest) keys;
 //! - `json_fields(line, 'a', 'b.c', ...)`: several text fields of a JSON line, parsed once;
 //! - `fingerprint(text)`: a 64-bit hash of a text value, for cheap grouping and joining;
@@ -15,6 +16,7 @@ pub mod pseudonymize;
 pub mod rfc3339;
 pub mod trend;
 pub mod window_funnel;
+pub mod window_funnel_by;
 
 use std::sync::Arc;
 
@@ -87,6 +89,66 @@ impl<T> GroupLists<T> {
     }
 }
 
+/// Items of many groups in one buffer, each tagged with its group, for grouped accumulators that
+/// keep every input row: adding one is a push, where a list per group costs an allocation per
+/// group and a cache miss per row (the funnel's 68M touches at 100M events). A group's items are
+/// gathered only when it is emitted.
+#[derive(Debug, Default)]
+pub(crate) struct TaggedItems<T> {
+    items: Vec<(usize, T)>,
+    groups: usize,
+}
+
+impl<T: Copy + Default> TaggedItems<T> {
+    /// The accumulator now has `groups` groups.
+    pub fn resize(&mut self, groups: usize) {
+        self.groups = self.groups.max(groups);
+    }
+
+    pub fn push(&mut self, group: usize, item: T) {
+        self.items.push((group, item));
+    }
+
+    /// The groups `emit_to` names, removed (the others are renumbered from 0), as offsets into
+    /// one list of their items: group `g` holds `items[offsets[g]..offsets[g + 1]]`, in the order
+    /// they were added.
+    pub fn take(&mut self, emit_to: datafusion::logical_expr::EmitTo) -> (Vec<usize>, Vec<T>) {
+        use datafusion::logical_expr::EmitTo;
+        let taken_groups = match emit_to {
+            EmitTo::All => self.groups,
+            EmitTo::First(n) => n.min(self.groups),
+        };
+        let taken: Vec<(usize, T)> = if taken_groups == self.groups {
+            std::mem::take(&mut self.items)
+        } else {
+            let (taken, kept): (Vec<_>, Vec<_>) = self.items.drain(..).partition(|(g, _)| *g < taken_groups);
+            self.items = kept.into_iter().map(|(g, item)| (g - taken_groups, item)).collect();
+            taken
+        };
+        self.groups -= taken_groups;
+        // A counting sort by group.
+        let mut offsets = vec![0usize; taken_groups + 1];
+        for (group, _) in &taken {
+            offsets[group + 1] += 1;
+        }
+        for g in 0..taken_groups {
+            offsets[g + 1] += offsets[g];
+        }
+        let mut next = offsets.clone();
+        let mut items = vec![T::default(); taken.len()];
+        for (group, item) in taken {
+            items[next[group]] = item;
+            next[group] += 1;
+        }
+        (offsets, items)
+    }
+
+    /// Bytes held.
+    pub fn size(&self) -> usize {
+        self.items.capacity() * size_of::<(usize, T)>()
+    }
+}
+
 /// Register every lifemap function (and the JSON functions lifemap relies on).
 pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     datafusion_functions_json::register_all(registry)?;
@@ -95,9 +157,34 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     registry.register_udf(Arc::new(ScalarUDF::from(fingerprint::Fingerprint::default())))?;
     registry.register_udf(Arc::new(ScalarUDF::from(rfc3339::ParseRfc3339::default())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(window_funnel::WindowFunnel::default())))?;
+    registry.register_udaf(Arc::new(
+        AggregateUDF::from(window_funnel_by::WindowFunnelBy::default()),
+    ))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(min_by::ExtremeBy::min_by())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(min_by::ExtremeBy::max_by())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(trend::TrendAggregate::mann_kendall())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(trend::TrendAggregate::sens_slope())))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::logical_expr::EmitTo;
+
+    use super::TaggedItems;
+
+    /// Items come out grouped in group order, each group's in the order added; emitting the first
+    /// groups renumbers the rest from 0.
+    #[test]
+    fn tagged_items_gather_by_group_and_renumber_what_stays() {
+        let mut items = TaggedItems::default();
+        items.resize(3);
+        for (group, item) in [(2, 'a'), (0, 'b'), (1, 'c'), (0, 'd'), (2, 'e')] {
+            items.push(group, item);
+        }
+        assert_eq!(items.take(EmitTo::First(1)), (vec![0, 2], vec!['b', 'd']));
+        items.push(0, 'f');
+        assert_eq!(items.take(EmitTo::All), (vec![0, 2, 4], vec!['c', 'f', 'a', 'e']));
+        assert_eq!(items.take(EmitTo::All), (vec![0], vec![]));
+    }
 }

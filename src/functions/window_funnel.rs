@@ -142,7 +142,7 @@ impl Default for WindowFunnel {
 }
 
 /// The window in microseconds, from the constant first argument.
-fn window_micros(args: &AccumulatorArgs) -> Result<i64> {
+pub(crate) fn window_micros(args: &AccumulatorArgs) -> Result<i64> {
     let Some(literal) = args.exprs.first().and_then(|e| e.downcast_ref::<Literal>()) else {
         return plan_err!("window_funnel: the window (first argument) must be a constant, e.g. INTERVAL '30 days'");
     };
