@@ -1,29 +1,14 @@
 -- Weekly lifecycle, as in PostHog's lifecycle view: new, returning, resurrecting, dormant.
--- One pass over the activity (any valid event or completed order), grouped by person: the week
--- of their first activity ever, and a bitmask of the weeks they were active in: bit 0 is the week
--- before the first week shown, bit i the i-th week shown. No person-week joins: at 100M events
--- their build sides did not fit a 4 GiB limit (DataFusion cannot spill a hash join's build side).
--- A 64-bit mask holds 62 shown weeks (and the one before); more fail the step, clearly:
-{% if var("lifecycle_weeks") > 62 %}{{ fail("lifecycle_weeks can be at most 62 (a week bitmask, see lifecycle_status.sql)") }}{% endif %}
+-- Each person's first active week and the bitmask of the weeks they were active in (any valid
+-- event or completed order) come from person_milestones, which groups the events by person once
+-- for the journey too. No person-week joins: at 100M events their build sides did not fit a
+-- 4 GiB limit (DataFusion cannot spill a hash join's build side).
 {%- set window_start -%}
   (date_trunc('week', TIMESTAMP '{{ ds }}') - INTERVAL '{{ var("lifecycle_weeks") * 7 }} days')
 {%- endset %}
-WITH activity AS (
-  SELECT person_id, local_at FROM person_events
-  UNION ALL
-  SELECT customer_id, local_at FROM completed_orders
-),
-persons AS (
-  SELECT
-    person_id,
-    date_trunc('week', MIN(local_at)) AS first_week,
-    bit_or(
-      CASE WHEN local_at >= {{ window_start | safe }} THEN
-        CAST(1 AS BIGINT) << CAST(floor((date_part('epoch', local_at) - date_part('epoch', {{ window_start | safe }})) / 604800) AS BIGINT)
-      END
-    ) AS active_weeks
-  FROM activity
-  GROUP BY person_id
+WITH persons AS (
+  SELECT person_id, date_trunc('week', first_local_at) AS first_week, active_weeks
+  FROM person_milestones
 ),
 weeks AS (
   SELECT

@@ -1,13 +1,29 @@
 -- One row per person (every person with an event or an order): first and last activity, stage
--- milestones with implied earlier stages, and order totals. A step of its own because
--- journey_base reads it three times and DataFusion plans a CTE again at every reference.
+-- milestones with implied earlier stages, order totals, and the weeks they were active in for
+-- lifecycle_status. A step of its own because journey_base reads it three times and DataFusion
+-- plans a CTE again at every reference; one aggregation of the events per person for both, as
+-- grouping 100M events by person is the cost (lifecycle_status grouped them again: 16 s at 100M).
+-- The active weeks are a bitmask over the weeks lifecycle_status shows: bit 0 is the week before
+-- the first week shown, bit i the i-th week shown (local time). A 64-bit mask holds 62 shown
+-- weeks (and the one before); more fail the step, clearly:
+{% if var("lifecycle_weeks") > 62 %}{{ fail("lifecycle_weeks can be at most 62 (a week bitmask, see person_milestones.sql)") }}{% endif %}
+{%- set window_start -%}
+  (date_trunc('week', TIMESTAMP '{{ ds }}') - INTERVAL '{{ var("lifecycle_weeks") * 7 }} days')
+{%- endset %}
+{%- set week_bit -%}
+  CASE WHEN local_at >= {{ window_start | safe }} THEN
+    CAST(1 AS BIGINT) << CAST(floor((date_part('epoch', local_at) - date_part('epoch', {{ window_start | safe }})) / 604800) AS BIGINT)
+  END
+{%- endset %}
 WITH ev AS (
   SELECT
     person_id,
     MIN(occurred_at) AS first_event_at,
     MAX(occurred_at) AS last_event_at,
     MIN(CASE WHEN is_awareness THEN occurred_at END) AS first_awareness_at,
-    MIN(CASE WHEN is_consideration THEN occurred_at END) AS first_consideration_at
+    MIN(CASE WHEN is_consideration THEN occurred_at END) AS first_consideration_at,
+    MIN(local_at) AS first_local_at,
+    bit_or({{ week_bit | safe }}) AS active_weeks
   FROM person_events
   GROUP BY person_id
 ),
@@ -18,7 +34,9 @@ ord AS (
     SUM(amount) AS revenue,
     MIN(ordered_at) AS purchase_at,
     MIN(CASE WHEN order_number = 2 THEN ordered_at END) AS retention_at,
-    MAX(ordered_at) AS last_order_at
+    MAX(ordered_at) AS last_order_at,
+    MIN(local_at) AS first_local_at,
+    bit_or({{ week_bit | safe }}) AS active_weeks
   FROM completed_orders
   GROUP BY customer_id
 )
@@ -33,6 +51,10 @@ SELECT
   ord.retention_at,
   COALESCE(ord.orders, 0) AS orders,
   CAST(COALESCE(ord.revenue, 0) AS DECIMAL(18, 2)) AS revenue,
-  ord.last_order_at
+  ord.last_order_at,
+  LEAST(ev.first_local_at, ord.first_local_at) AS first_local_at,
+  -- NULL when neither has activity in the weeks shown.
+  CASE WHEN ev.active_weeks IS NOT NULL OR ord.active_weeks IS NOT NULL
+    THEN COALESCE(ev.active_weeks, 0) | COALESCE(ord.active_weeks, 0) END AS active_weeks
 FROM ev
 FULL OUTER JOIN ord ON ord.person_id = ev.person_id

@@ -248,12 +248,14 @@ fn the_bundled_pipeline_names_the_limit_of_lifecycle_weeks() {
         ]);
         run(command)
     };
-    // lifecycle_status keeps a person's active weeks in a 64-bit mask (sql/lifecycle_status.sql).
+    // person_milestones keeps a person's active weeks in a 64-bit mask for lifecycle_status
+    // (sql/person_milestones.sql).
     assert_eq!(validate_with_weeks("62").code, 0);
     let outcome = validate_with_weeks("63");
     assert_eq!(outcome.code, 2, "{}{}", outcome.stdout, outcome.stderr);
     assert!(
-        outcome.stderr.contains("lifecycle_status.sql") && outcome.stderr.contains("lifecycle_weeks can be at most 62"),
+        outcome.stderr.contains("person_milestones.sql")
+            && outcome.stderr.contains("lifecycle_weeks can be at most 62"),
         "{}",
         outcome.stderr
     );
