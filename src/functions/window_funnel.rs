@@ -164,6 +164,40 @@ pub(crate) fn window_micros(args: &AccumulatorArgs) -> Result<i64> {
     Ok(micros)
 }
 
+/// The argument types of a funnel function (`window_funnel`, `window_funnel_by`): a window (an
+/// interval, or seconds), the timestamps named in `timestamps` (as microseconds), then 1 to
+/// `MAX_STEPS` boolean conditions. `call` is the function as written, for messages.
+pub(crate) fn coerce_funnel_arguments(
+    call: &str,
+    timestamps: &[&str],
+    arg_types: &[DataType],
+) -> Result<Vec<DataType>> {
+    let name = call.split('(').next().unwrap_or(call);
+    let fixed = 1 + timestamps.len();
+    if arg_types.len() <= fixed || arg_types.len() > MAX_STEPS + fixed {
+        return plan_err!("{call} takes 1 to {MAX_STEPS} conditions");
+    }
+    let mut types = vec![match &arg_types[0] {
+        DataType::Interval(_) => arg_types[0].clone(),
+        t if t.is_integer() => DataType::Int64,
+        other => return plan_err!("{name}: the window must be an interval, not {other}"),
+    }];
+    for (position, t) in timestamps.iter().zip(&arg_types[1..fixed]) {
+        types.push(match t {
+            DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
+            DataType::Date32 | DataType::Date64 | DataType::Null => DataType::Timestamp(TimeUnit::Microsecond, None),
+            other => return plan_err!("{name}: the {position} argument must be a timestamp, not {other}"),
+        });
+    }
+    for t in &arg_types[fixed..] {
+        if !matches!(t, DataType::Boolean | DataType::Null) {
+            return plan_err!("{name}: conditions must be boolean, not {t}");
+        }
+        types.push(DataType::Boolean);
+    }
+    Ok(types)
+}
+
 impl AggregateUDFImpl for WindowFunnel {
     fn name(&self) -> &str {
         "window_funnel"
@@ -174,27 +208,7 @@ impl AggregateUDFImpl for WindowFunnel {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        if arg_types.len() < 3 || arg_types.len() > MAX_STEPS + 2 {
-            return plan_err!("window_funnel(window, ts, cond1, ...) takes 1 to {MAX_STEPS} conditions");
-        }
-        let window = match &arg_types[0] {
-            DataType::Interval(_) => arg_types[0].clone(),
-            t if t.is_integer() => DataType::Int64,
-            other => return plan_err!("window_funnel: the window must be an interval, not {other}"),
-        };
-        let ts = match &arg_types[1] {
-            DataType::Timestamp(_, tz) => DataType::Timestamp(TimeUnit::Microsecond, tz.clone()),
-            DataType::Date32 | DataType::Date64 | DataType::Null => DataType::Timestamp(TimeUnit::Microsecond, None),
-            other => return plan_err!("window_funnel: the second argument must be a timestamp, not {other}"),
-        };
-        let mut types = vec![window, ts];
-        for t in &arg_types[2..] {
-            if !matches!(t, DataType::Boolean | DataType::Null) {
-                return plan_err!("window_funnel: conditions must be boolean, not {t}");
-            }
-            types.push(DataType::Boolean);
-        }
-        Ok(types)
+        coerce_funnel_arguments("window_funnel(window, ts, cond1, ...)", &["second"], arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -241,7 +255,7 @@ impl AggregateUDFImpl for WindowFunnel {
     }
 }
 
-fn list_type(item: DataType) -> DataType {
+pub(crate) fn list_type(item: DataType) -> DataType {
     DataType::List(Arc::new(Field::new_list_field(item, true)))
 }
 

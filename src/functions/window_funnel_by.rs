@@ -21,12 +21,12 @@ use datafusion::arrow::buffer::OffsetBuffer;
 use datafusion::arrow::datatypes::{
     DataType, Field, FieldRef, Fields, Int64Type, TimeUnit, TimestampMicrosecondType, UInt32Type,
 };
-use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
+use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility};
 
 use super::TaggedItems;
-use super::window_funnel::{MAX_STEPS, funnel_level, window_micros};
+use super::window_funnel::{coerce_funnel_arguments, funnel_level, list_type, window_micros};
 
 /// No entry: the event is not a first step of any funnel.
 const NO_ENTRY: u32 = u32::MAX;
@@ -49,24 +49,12 @@ impl Default for WindowFunnelBy {
     }
 }
 
-fn timestamp_type(position: &str, t: &DataType) -> Result<DataType> {
-    match t {
-        DataType::Timestamp(_, tz) => Ok(DataType::Timestamp(TimeUnit::Microsecond, tz.clone())),
-        DataType::Date32 | DataType::Date64 | DataType::Null => Ok(DataType::Timestamp(TimeUnit::Microsecond, None)),
-        other => plan_err!("window_funnel_by: the {position} argument must be a timestamp, not {other}"),
-    }
-}
-
 /// `{entry, level}`, the entry in the type of the `entry` argument.
 fn item_fields(entry_type: &DataType) -> Fields {
     Fields::from(vec![
         Field::new("entry", entry_type.clone(), false),
         Field::new("level", DataType::Int32, false),
     ])
-}
-
-fn list_of(item: DataType) -> DataType {
-    DataType::List(Arc::new(Field::new_list_field(item, true)))
 }
 
 impl AggregateUDFImpl for WindowFunnelBy {
@@ -79,26 +67,11 @@ impl AggregateUDFImpl for WindowFunnelBy {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        if arg_types.len() < 4 || arg_types.len() > MAX_STEPS + 3 {
-            return plan_err!("window_funnel_by(window, ts, entry, cond1, ...) takes 1 to {MAX_STEPS} conditions");
-        }
-        let window = match &arg_types[0] {
-            DataType::Interval(_) => arg_types[0].clone(),
-            t if t.is_integer() => DataType::Int64,
-            other => return plan_err!("window_funnel_by: the window must be an interval, not {other}"),
-        };
-        let mut types = vec![
-            window,
-            timestamp_type("second", &arg_types[1])?,
-            timestamp_type("third (entry)", &arg_types[2])?,
-        ];
-        for t in &arg_types[3..] {
-            if !matches!(t, DataType::Boolean | DataType::Null) {
-                return plan_err!("window_funnel_by: conditions must be boolean, not {t}");
-            }
-            types.push(DataType::Boolean);
-        }
-        Ok(types)
+        coerce_funnel_arguments(
+            "window_funnel_by(window, ts, entry, cond1, ...)",
+            &["second", "third (entry)"],
+            arg_types,
+        )
     }
 
     fn return_type(&self, arg_types: &[DataType]) -> Result<DataType> {
@@ -106,11 +79,12 @@ impl AggregateUDFImpl for WindowFunnelBy {
             .get(2)
             .cloned()
             .unwrap_or(DataType::Timestamp(TimeUnit::Microsecond, None));
-        Ok(list_of(DataType::Struct(item_fields(&entry))))
+        Ok(list_type(DataType::Struct(item_fields(&entry))))
     }
 
     fn state_fields(&self, args: StateFieldsArgs) -> Result<Vec<FieldRef>> {
-        let field = |part: &str, t: DataType| Arc::new(Field::new(format!("{}[{part}]", args.name), list_of(t), true));
+        let field =
+            |part: &str, t: DataType| Arc::new(Field::new(format!("{}[{part}]", args.name), list_type(t), true));
         Ok(vec![
             field("ts", DataType::Int64),
             field("conds", DataType::UInt32),
@@ -555,6 +529,40 @@ mod tests {
         assert_eq!(read(&one_pass.evaluate(EmitTo::All)?), expected);
         assert_eq!(read(&merged.evaluate(EmitTo::All)?), expected);
         Ok(())
+    }
+
+    /// The arguments are typed as window_funnel's, with the entry a second timestamp.
+    #[test]
+    fn arguments_coerce_like_window_funnel_with_an_entry_timestamp() {
+        let function = WindowFunnelBy::default();
+        let ts = DataType::Timestamp(TimeUnit::Nanosecond, None);
+        let micros = DataType::Timestamp(TimeUnit::Microsecond, None);
+        let types = function
+            .coerce_types(&[
+                DataType::Int32,
+                ts.clone(),
+                DataType::Date32,
+                DataType::Boolean,
+                DataType::Null,
+            ])
+            .expect("valid arguments");
+        assert_eq!(
+            types,
+            vec![
+                DataType::Int64,
+                micros.clone(),
+                micros,
+                DataType::Boolean,
+                DataType::Boolean
+            ]
+        );
+        let error = |args: &[DataType]| function.coerce_types(args).expect_err("invalid").to_string();
+        assert!(error(&[DataType::Int64, ts.clone(), ts.clone()]).contains("takes 1 to 32 conditions"));
+        assert!(
+            error(&[DataType::Int64, ts.clone(), DataType::Utf8, DataType::Boolean])
+                .contains("window_funnel_by: the third (entry) argument must be a timestamp")
+        );
+        assert!(error(&[DataType::Int64, ts.clone(), ts, DataType::Int64]).contains("conditions must be boolean"));
     }
 
     proptest! {
