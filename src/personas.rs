@@ -2,9 +2,10 @@
 //!
 //! A `kmeans` step reads one row per entity, standardises every feature (z-score over the
 //! population), and clusters with linfa's k-means (k-means++ seeding, fixed seed). k is given, or
-//! chosen as the best silhouette over `k_min..=k_max` on a deterministic sample. The fit is then
-//! refined with Lloyd iterations until no entity changes cluster, so every entity ends nearest its
-//! own centroid and every centroid is the mean of its members. Input is sorted by id first, so the
+//! chosen as the best silhouette over `k_min..=k_max` on a deterministic sample. The fit (on that
+//! sample when there are more entities than it holds) is then refined with Lloyd iterations over
+//! every entity until none changes cluster, so every entity ends nearest its own centroid and
+//! every centroid is the mean of its members. Input is sorted by id first, so the
 //! same data gives the same clusters whatever order the engine produced it in.
 //!
 //! Clusters are numbered by a documented rule (descending centroid of `order_by`, the monetary
@@ -239,54 +240,145 @@ fn mean_silhouette(distance_sums: &[f64], labels: &[usize], k: usize) -> f64 {
     total / n.max(1) as f64
 }
 
-/// Lloyd iterations until no assignment changes (or `max_iterations`).
-fn refine(data: &Array2<f64>, mut centroids: Array2<f64>, max_iterations: u64) -> (Array2<f64>, Vec<usize>, usize) {
-    let mut labels: Vec<usize> = data.axis_iter(Axis(0)).map(|row| nearest(row, &centroids)).collect();
-    let mut iterations = 0;
-    loop {
-        let k = centroids.nrows();
-        let mut sums = Array2::<f64>::zeros(centroids.raw_dim());
-        let mut counts = vec![0usize; k];
-        for (row, &label) in data.axis_iter(Axis(0)).zip(&labels) {
-            let mut sum = sums.row_mut(label);
-            sum += &row;
-            counts[label] += 1;
-        }
-        for (cluster, count) in counts.iter().enumerate() {
-            if *count > 0 {
-                let mean = sums.row(cluster).mapv(|v| v / *count as f64);
-                centroids.row_mut(cluster).assign(&mean);
+/// Rows per unit of Lloyd work. The units are fixed by the data, not by the number of threads, and
+/// their partial sums are added in unit order, so the centroids are the same bits on any machine.
+const LLOYD_ROWS: usize = 1 << 16;
+
+/// One Lloyd pass over rows `start..start + labels.len()`: each row's nearest centroid, written to
+/// `labels`, and the per-cluster coordinate sums and counts of those rows. Returns how many labels
+/// changed.
+fn assign_rows(
+    values: &[f64],
+    width: usize,
+    centroids: &[f64],
+    labels: &mut [usize],
+    sums: &mut [f64],
+    counts: &mut [usize],
+) -> usize {
+    let mut changed = 0;
+    for (row, label) in values.chunks_exact(width).zip(labels.iter_mut()) {
+        let mut best = (0, f64::INFINITY);
+        for (index, centroid) in centroids.chunks_exact(width).enumerate() {
+            let distance: f64 = row.iter().zip(centroid).map(|(x, c)| (x - c) * (x - c)).sum();
+            if distance < best.1 {
+                best = (index, distance);
             }
         }
-        let next: Vec<usize> = data.axis_iter(Axis(0)).map(|row| nearest(row, &centroids)).collect();
-        iterations += 1;
-        if next == labels || iterations as u64 >= max_iterations {
-            return (centroids, next, iterations);
+        if *label != best.0 {
+            changed += 1;
+            *label = best.0;
         }
-        labels = next;
+        counts[best.0] += 1;
+        for (sum, x) in sums[best.0 * width..(best.0 + 1) * width].iter_mut().zip(row) {
+            *sum += x;
+        }
+    }
+    changed
+}
+
+/// Lloyd iterations from `centroids` until no assignment changes (or `max_iterations`): every
+/// row ends nearest its centroid and every centroid is the mean of its rows. The rows are cut
+/// into `LLOYD_ROWS` units shared out over the cores.
+fn refine(data: &Array2<f64>, centroids: Array2<f64>, max_iterations: u64) -> (Array2<f64>, Vec<usize>, usize) {
+    let data = data.as_standard_layout();
+    let (n, width) = data.dim();
+    let k = centroids.nrows();
+    let values = data.as_slice().unwrap_or_default();
+    let mut centroids: Vec<f64> = centroids.as_standard_layout().iter().copied().collect();
+    let units = n.div_ceil(LLOYD_ROWS).max(1);
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get()).min(units);
+    // usize::MAX: no label yet, so the first pass counts every row as changed.
+    let mut labels = vec![usize::MAX; n];
+    let mut unit_sums = vec![0.0; units * k * width];
+    let mut unit_counts = vec![0usize; units * k];
+    let mut iterations = 0;
+    loop {
+        unit_sums.fill(0.0);
+        unit_counts.fill(0);
+        let changed: usize = {
+            let centroids = &centroids;
+            let mut work: Vec<_> = labels
+                .chunks_mut(LLOYD_ROWS)
+                .zip(unit_sums.chunks_mut(k * width))
+                .zip(unit_counts.chunks_mut(k))
+                .enumerate()
+                .collect();
+            let per_thread = work.len().div_ceil(threads);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = work
+                    .chunks_mut(per_thread)
+                    .map(|share| {
+                        scope.spawn(move || {
+                            share
+                                .iter_mut()
+                                .map(|(unit, ((labels, sums), counts))| {
+                                    let start = *unit * LLOYD_ROWS * width;
+                                    let rows = &values[start..start + labels.len() * width];
+                                    assign_rows(rows, width, centroids, labels, sums, counts)
+                                })
+                                .sum::<usize>()
+                        })
+                    })
+                    .collect();
+                // A worker cannot panic short of a bug in the loop above; count it as no change.
+                handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+            })
+        };
+        if (iterations > 0 && changed == 0) || iterations as u64 >= max_iterations {
+            let centroids = Array2::from_shape_vec((k, width), centroids).unwrap_or_else(|_| Array2::zeros((k, width)));
+            return (centroids, labels, iterations);
+        }
+        // New centroids: the unit sums added in unit order; an empty cluster keeps its centroid.
+        for cluster in 0..k {
+            let count: usize = unit_counts.iter().skip(cluster).step_by(k).sum();
+            if count == 0 {
+                continue;
+            }
+            for feature in 0..width {
+                let sum: f64 = (0..units).map(|u| unit_sums[(u * k + cluster) * width + feature]).sum();
+                centroids[cluster * width + feature] = sum / count as f64;
+            }
+        }
+        iterations += 1;
     }
 }
 
 /// Cluster `raw` (rows = entities in the order of `ids`); returns each row's persona (0-based,
 /// already in persona order) and the clustering.
-pub fn cluster(ids: &[String], raw: &Array2<f64>, spec: &KMeansSpec) -> Result<(Vec<usize>, Clustering), PersonaError> {
+pub fn cluster<S: AsRef<str>>(
+    ids: &[S],
+    raw: &Array2<f64>,
+    spec: &KMeansSpec,
+) -> Result<(Vec<usize>, Clustering), PersonaError> {
     let n = raw.nrows();
     if n < 2 {
         return Err(PersonaError::Invalid(format!("{n} entities: too few to cluster")));
     }
+    let id = |row: usize| ids[row].as_ref();
     // Rows in id order: the result must not depend on the order the engine produced.
     let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| ids[a].cmp(&ids[b]));
+    order.sort_unstable_by(|&a, &b| id(a).cmp(id(b)).then(a.cmp(&b)));
     let data = standardise(&raw.select(Axis(0), &order));
 
+    // The sample: the rows with the smallest hashes of their ids, in hash order. Keys are hashed
+    // once, and only the sample is sorted.
+    let mut keyed: Vec<(u64, usize)> = (0..n).map(|i| (stable_hash(id(order[i])), i)).collect();
+    let sample_size = spec.sample_size.clamp(2, n);
+    if sample_size < n {
+        keyed.select_nth_unstable(sample_size - 1);
+        keyed.truncate(sample_size);
+    }
+    keyed.sort_unstable();
+    let sample: Vec<usize> = keyed.into_iter().map(|(_, row)| row).collect();
+    let sample_data = data.select(Axis(0), &sample);
+
     let mut silhouettes = Vec::new();
-    let (k, chosen_by, silhouette) = match spec.k {
-        Some(k) => (k.min(n), "configured", None),
+    let (k, chosen_by, silhouette, seeds) = match spec.k {
+        Some(k) => {
+            let k = k.min(n);
+            (k, "configured", None, None)
+        }
         None => {
-            let mut sample: Vec<usize> = (0..n).collect();
-            sample.sort_by_key(|&i| (stable_hash(&ids[order[i]]), i));
-            sample.truncate(spec.sample_size.max(2));
-            let sample_data = data.select(Axis(0), &sample);
             let mut candidates = Vec::new();
             for k in spec.k_min..=spec.k_max.min(sample_data.nrows() - 1) {
                 let centroids = fit(&sample_data, k, spec.seed, spec.max_iterations)?;
@@ -294,25 +386,37 @@ pub fn cluster(ids: &[String], raw: &Array2<f64>, spec: &KMeansSpec) -> Result<(
                     .axis_iter(Axis(0))
                     .map(|row| nearest(row, &centroids))
                     .collect();
-                candidates.push((k, labels));
+                candidates.push((k, labels, centroids));
             }
-            let labellings: Vec<(usize, &[usize])> =
-                candidates.iter().map(|(k, labels)| (*k, labels.as_slice())).collect();
-            let scores = silhouette_scores(&sample_data, &labellings);
+            let labellings: Vec<(usize, &[usize])> = candidates
+                .iter()
+                .map(|(k, labels, _)| (*k, labels.as_slice()))
+                .collect();
+            let scores = silhouette_scores(&sample_data, &labellings)?;
             let mut best: Option<(usize, f64)> = None;
-            for ((k, _), score) in candidates.iter().zip(scores?) {
+            for (index, ((k, _, _), score)) in candidates.iter().zip(scores).enumerate() {
                 silhouettes.push((*k, score));
                 if best.is_none_or(|(_, top)| score > top) {
-                    best = Some((*k, score));
+                    best = Some((index, score));
                 }
             }
-            let (k, score) = best.ok_or_else(|| PersonaError::Invalid("no k to try: check k_min and k_max".into()))?;
-            (k, "silhouette", Some(score))
+            let (index, score) =
+                best.ok_or_else(|| PersonaError::Invalid("no k to try: check k_min and k_max".into()))?;
+            let (k, _, centroids) = candidates.swap_remove(index);
+            (k, "silhouette", Some(score), Some(centroids))
         }
     };
 
-    let initial = fit(&data, k, spec.seed, spec.max_iterations)?;
-    let (centroids, labels, iterations) = refine(&data, initial, spec.max_iterations.max(1000));
+    // Beyond the sample, the fit on the sample seeds Lloyd's iterations over every row, which move
+    // the centroids only as far as the full data differs from the sample: a fit from scratch on
+    // millions of rows took most of the clustering time. Up to the sample size, the fit runs on
+    // all rows in id order.
+    let seeds = match seeds {
+        Some(seeds) if sample.len() < n => seeds,
+        _ if sample.len() < n => fit(&sample_data, k, spec.seed, spec.max_iterations)?,
+        _ => fit(&data, k, spec.seed, spec.max_iterations)?,
+    };
+    let (centroids, labels, iterations) = refine(&data, seeds, spec.max_iterations.max(1000));
 
     // Persona order: descending centroid of `order_by`, then the centroid itself, for stable ids.
     let order_column = spec.features.iter().position(|f| *f == spec.order_by).unwrap_or(0);
@@ -523,9 +627,21 @@ mod tests {
 
     #[test]
     fn converged_each_entity_nearest_its_centroid_and_centroids_are_means() {
-        let (ids, data, _) = blobs(150);
+        assert_converged(150);
+    }
+
+    #[test]
+    fn converged_beyond_the_sample_and_across_lloyd_units() {
+        // 75,000 rows: the fit seeds from a 10,000-row sample, Lloyd runs over two units.
+        const { assert!(75_000 > LLOYD_ROWS) };
+        assert_converged(25_000);
+    }
+
+    fn assert_converged(per_blob: usize) {
+        let (ids, data, _) = blobs(per_blob);
         // Fewer clusters than blobs makes the assignment non-trivial.
         let (labels, clustering) = cluster(&ids, &data, &spec(Some(2))).expect("cluster");
+        assert_eq!(clustering.sizes.iter().sum::<usize>(), 3 * per_blob);
         let standard = standardise(&data);
         for (row, &label) in standard.axis_iter(Axis(0)).zip(&labels) {
             assert_eq!(nearest(row, &clustering.centroids), label);

@@ -9,8 +9,10 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Instant;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray, Float64Array, Int64Array, RecordBatch, StringArray};
-use datafusion::arrow::compute::cast;
+use datafusion::arrow::array::{
+    Array, ArrayRef, AsArray, BooleanArray, Float64Array, Int64Array, RecordBatch, StringArray,
+};
+use datafusion::arrow::compute::{cast, concat, filter};
 use datafusion::arrow::datatypes::{DataType, Field, Float64Type, Schema, SchemaRef};
 use datafusion::datasource::MemTable;
 use datafusion::execution::context::SQLOptions;
@@ -644,32 +646,44 @@ async fn run_kmeans(
         .collect()
         .await
         .map_err(|source| step_error(step, source))?;
-    let mut ids = Vec::new();
+    let mut kept_ids: Vec<ArrayRef> = Vec::with_capacity(batches.len());
     let mut values = Vec::new();
     let mut skipped = 0u64;
     for batch in &batches {
         let id_column = cast(batch.column(0), &DataType::Utf8).map_err(|e| step_error(step, e.into()))?;
-        let id_column = id_column.as_string::<i32>();
         let features: Vec<ArrayRef> = (1..batch.num_columns())
             .map(|i| cast(batch.column(i), &DataType::Float64))
             .collect::<Result<_, _>>()
             .map_err(|e| step_error(step, e.into()))?;
         let features: Vec<&Float64Array> = features.iter().map(|a| a.as_primitive::<Float64Type>()).collect();
-        for row in 0..batch.num_rows() {
-            if id_column.is_null(row) || features.iter().any(|f| f.is_null(row) || !f.value(row).is_finite()) {
-                skipped += 1;
-                continue;
-            }
-            ids.push(id_column.value(row).to_string());
-            values.extend(features.iter().map(|f| f.value(row)));
-        }
+        let keep: BooleanArray = (0..batch.num_rows())
+            .map(|row| {
+                let usable =
+                    id_column.is_valid(row) && features.iter().all(|f| f.is_valid(row) && f.value(row).is_finite());
+                if usable {
+                    values.extend(features.iter().map(|f| f.value(row)));
+                } else {
+                    skipped += 1;
+                }
+                Some(usable)
+            })
+            .collect();
+        kept_ids.push(filter(&id_column, &keep).map_err(|e| step_error(step, e.into()))?);
     }
+    let ids = if kept_ids.is_empty() {
+        datafusion::arrow::array::new_empty_array(&DataType::Utf8)
+    } else {
+        let parts: Vec<&dyn Array> = kept_ids.iter().map(|a| a.as_ref()).collect();
+        concat(&parts).map_err(|e| step_error(step, e.into()))?
+    };
     let rows = ids.len();
     let data = ndarray::Array2::from_shape_vec((rows, spec.features.len()), values).map_err(|e| fail(e.to_string()))?;
     let job_spec = spec.clone();
-    // The ids go to the blocking thread and come back with the result: no copy of a million strings.
+    // The ids go to the blocking thread as one Arrow array and come back as the output column:
+    // no String per entity.
     let (ids, clustered) = tokio::task::spawn_blocking(move || {
-        let result = crate::personas::cluster(&ids, &data, &job_spec);
+        let names: Vec<&str> = ids.as_string::<i32>().iter().map(Option::unwrap_or_default).collect();
+        let result = crate::personas::cluster(&names, &data, &job_spec);
         (ids, result)
     })
     .await
@@ -678,11 +692,8 @@ async fn run_kmeans(
     let persona_ids = Int64Array::from_iter_values(labels.iter().map(|&l| l as i64 + 1));
     let names = StringArray::from_iter_values(labels.iter().map(|&l| clustering.names[l].as_str()));
     let schema = kmeans_schema(spec);
-    let batch = RecordBatch::try_new(
-        Arc::clone(&schema),
-        vec![Arc::new(StringArray::from(ids)), Arc::new(persona_ids), Arc::new(names)],
-    )
-    .map_err(|e| step_error(step, e.into()))?;
+    let batch = RecordBatch::try_new(Arc::clone(&schema), vec![ids, Arc::new(persona_ids), Arc::new(names)])
+        .map_err(|e| step_error(step, e.into()))?;
     let mut details = serde_json::to_value(&clustering).map_err(|e| fail(e.to_string()))?;
     // Counted, not silently dropped: rows without an id or with a missing or infinite feature.
     details["skipped_rows"] = serde_json::json!(skipped);

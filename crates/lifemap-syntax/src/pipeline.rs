@@ -496,7 +496,8 @@ pub struct RawKMeans {
     pub k_min: Option<usize>,
     #[serde(default)]
     pub k_max: Option<usize>,
-    /// Entities in the deterministic sample the silhouette is computed on. Default 10,000.
+    /// Entities in the deterministic sample the silhouette is computed on and, with more entities
+    /// than this, the fit that seeds the Lloyd iterations over all of them. Default 10,000.
     #[serde(default)]
     pub sample_size: Option<usize>,
     /// Seed of the k-means++ initialisation. Default 42.
