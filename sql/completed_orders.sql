@@ -1,4 +1,6 @@
--- Valid completed orders, numbered per customer (1 = first purchase, 2 = first repeat).
+-- Valid completed orders. Not numbered per customer: a customer's first and second order times
+-- are MIN and second_smallest of ordered_at (person_milestones), where ROW_NUMBER() sorted every
+-- order by customer for them.
 SELECT
   order_id,
   customer_id,
@@ -6,7 +8,6 @@ SELECT
   local_at,
   amount,
   category,
-  channel,
-  ROW_NUMBER() OVER (PARTITION BY customer_id ORDER BY ordered_at, order_id) AS order_number
+  channel
 FROM stg_orders
 WHERE reject_reason IS NULL AND status = 'completed'

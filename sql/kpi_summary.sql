@@ -39,12 +39,14 @@ buyers AS (
   LEFT JOIN customer_journey j ON j.purchase_at >= p.period_start AND j.purchase_at < p.period_end
   GROUP BY p.period
 ),
+-- Customers whose second completed order (retention_at) came before the period's end, over those
+-- whose first did.
 repeat AS (
   SELECT p.period,
-    CAST(SUM(CASE WHEN o.order_number = 2 THEN 1 ELSE 0 END) AS DOUBLE)
-      / NULLIF(SUM(CASE WHEN o.order_number = 1 THEN 1 ELSE 0 END), 0) AS repeat_purchase_rate
+    CAST(COUNT(CASE WHEN j.retention_at < p.period_end THEN 1 END) AS DOUBLE)
+      / NULLIF(COUNT(j.person_id), 0) AS repeat_purchase_rate
   FROM periods p
-  LEFT JOIN completed_orders o ON o.ordered_at < p.period_end
+  LEFT JOIN customer_journey j ON j.purchase_at < p.period_end
   GROUP BY p.period
 ),
 nps AS (

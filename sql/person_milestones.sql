@@ -33,7 +33,7 @@ ord AS (
     COUNT(*) AS orders,
     SUM(amount) AS revenue,
     MIN(ordered_at) AS purchase_at,
-    MIN(CASE WHEN order_number = 2 THEN ordered_at END) AS retention_at,
+    second_smallest(ordered_at) AS retention_at,
     MAX(ordered_at) AS last_order_at,
     MIN(local_at) AS first_local_at,
     bit_or({{ week_bit | safe }}) AS active_weeks

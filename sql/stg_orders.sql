@@ -4,6 +4,19 @@ WITH typed AS (
     parse_rfc3339(ordered_at) AS ordered_at_ts,
     TRY_CAST(amount AS DECIMAL(18, 2)) AS amount_value
   FROM orders
+),
+checked AS (
+  SELECT *,
+    CASE
+      WHEN order_id IS NULL THEN 'missing_id'
+      WHEN customer_id IS NULL THEN 'missing_customer'
+      WHEN ordered_at_ts IS NULL THEN 'bad_timestamp'
+      WHEN amount_value IS NULL OR amount_value < 0 THEN 'bad_amount'
+      WHEN status IS NULL OR status NOT IN ('completed', 'refunded', 'cancelled') THEN 'unknown_status'
+    END AS reject_reason
+  FROM typed
+  WHERE NOT EXISTS (SELECT 1 FROM forgotten_customers f WHERE f.customer_id = typed.customer_id)
+    AND (ordered_at_ts IS NULL OR ordered_at_ts < TIMESTAMP '{{ as_of }}')
 )
 SELECT
   order_id,
@@ -15,14 +28,10 @@ SELECT
   category,
   channel,
   status,
-  CASE
-    WHEN order_id IS NULL THEN 'missing_id'
-    WHEN customer_id IS NULL THEN 'missing_customer'
-    WHEN ordered_at_ts IS NULL THEN 'bad_timestamp'
-    WHEN amount_value IS NULL OR amount_value < 0 THEN 'bad_amount'
-    WHEN status IS NULL OR status NOT IN ('completed', 'refunded', 'cancelled') THEN 'unknown_status'
-  END AS reject_reason,
-  concat_ws(',', order_id, customer_id, ordered_at, amount, currency, category, channel, status) AS raw
-FROM typed
-WHERE NOT EXISTS (SELECT 1 FROM forgotten_customers f WHERE f.customer_id = typed.customer_id)
-  AND (ordered_at_ts IS NULL OR ordered_at_ts < TIMESTAMP '{{ as_of }}')
+  reject_reason,
+  -- Only a rejected row keeps its raw record, for the quarantine mart: the raw text of every
+  -- order was 1.3 GB held at 100M events.
+  CASE WHEN reject_reason IS NOT NULL
+    THEN concat_ws(',', order_id, customer_id, ordered_at, amount, currency, category, channel, status)
+  END AS raw
+FROM checked
