@@ -284,35 +284,16 @@ impl Accumulator for OneGroup {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::util::display::array_value_to_string;
-    use datafusion::prelude::{SessionConfig, SessionContext};
+    use datafusion::prelude::SessionContext;
 
+    use super::super::testing::{query_lines as rows, small_batch_session};
     use super::*;
 
-    /// Small batches and several partitions, so partial states are made, merged and spilled
-    /// between stages as in a large run.
     fn session() -> SessionContext {
-        let config = SessionConfig::new().with_target_partitions(3).with_batch_size(2);
-        let ctx = SessionContext::new_with_config(config);
-        ctx.register_udaf(AggregateUDF::from(ExtremeBy::min_by()));
-        ctx.register_udaf(AggregateUDF::from(ExtremeBy::max_by()));
-        ctx
-    }
-
-    async fn rows(ctx: &SessionContext, sql: &str) -> Vec<String> {
-        let batches = ctx.sql(sql).await.expect("plan").collect().await.expect("run");
-        let mut lines = Vec::new();
-        for batch in &batches {
-            for row in 0..batch.num_rows() {
-                let cells: Vec<String> = batch
-                    .columns()
-                    .iter()
-                    .map(|c| array_value_to_string(c, row).expect("cell"))
-                    .collect();
-                lines.push(cells.join("|"));
-            }
-        }
-        lines
+        small_batch_session([
+            AggregateUDF::from(ExtremeBy::min_by()),
+            AggregateUDF::from(ExtremeBy::max_by()),
+        ])
     }
 
     use datafusion::logical_expr::AggregateUDF;

@@ -223,33 +223,19 @@ impl Accumulator for SingleGroup {
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::util::display::array_value_to_string;
     use datafusion::logical_expr::AggregateUDF;
-    use datafusion::prelude::{SessionConfig, SessionContext};
+    use datafusion::prelude::SessionContext;
 
+    use super::super::testing::{query_lines, small_batch_session};
     use super::*;
 
-    /// Batches of two rows over three partitions: partial states are made and merged.
     fn session() -> SessionContext {
-        let config = SessionConfig::new().with_target_partitions(3).with_batch_size(2);
-        let ctx = SessionContext::new_with_config(config);
-        ctx.register_udaf(AggregateUDF::from(SecondSmallest::default()));
-        ctx
+        small_batch_session([AggregateUDF::from(SecondSmallest::default())])
     }
 
+    /// The result rows, sorted: groups come out of several partitions in any order.
     async fn rows(sql: &str) -> Vec<String> {
-        let batches = session().sql(sql).await.expect("plan").collect().await.expect("run");
-        let mut lines = Vec::new();
-        for batch in &batches {
-            for row in 0..batch.num_rows() {
-                let cells: Vec<String> = batch
-                    .columns()
-                    .iter()
-                    .map(|c| array_value_to_string(c, row).expect("cell"))
-                    .collect();
-                lines.push(cells.join("|"));
-            }
-        }
+        let mut lines = query_lines(&session(), sql).await;
         lines.sort();
         lines
     }
