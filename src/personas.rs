@@ -95,19 +95,25 @@ pub fn standardise(raw: &Array2<f64>) -> Array2<f64> {
     data
 }
 
-fn squared_distance(a: ArrayView1<f64>, b: ArrayView1<f64>) -> f64 {
-    a.iter().zip(b.iter()).map(|(x, y)| (x - y).powi(2)).sum()
+fn squared_distance<'a>(a: impl IntoIterator<Item = &'a f64>, b: impl IntoIterator<Item = &'a f64>) -> f64 {
+    a.into_iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum()
 }
 
-fn nearest(point: ArrayView1<f64>, centroids: &Array2<f64>) -> usize {
+/// The centroid nearest `point`, the first of equals; `centroids` holds `point.len()` values each.
+fn nearest_in(point: &[f64], centroids: &[f64]) -> usize {
     let mut best = (0, f64::INFINITY);
-    for (index, centroid) in centroids.axis_iter(Axis(0)).enumerate() {
+    for (index, centroid) in centroids.chunks_exact(point.len().max(1)).enumerate() {
         let distance = squared_distance(point, centroid);
         if distance < best.1 {
             best = (index, distance);
         }
     }
     best.0
+}
+
+fn nearest(point: ArrayView1<f64>, centroids: &Array2<f64>) -> usize {
+    let centroids = centroids.as_standard_layout();
+    nearest_in(&point.to_vec(), centroids.as_slice().unwrap_or_default())
 }
 
 fn fit(data: &Array2<f64>, k: usize, seed: u64, max_iterations: u64) -> Result<Array2<f64>, PersonaError> {
@@ -257,19 +263,13 @@ fn assign_rows(
 ) -> usize {
     let mut changed = 0;
     for (row, label) in values.chunks_exact(width).zip(labels.iter_mut()) {
-        let mut best = (0, f64::INFINITY);
-        for (index, centroid) in centroids.chunks_exact(width).enumerate() {
-            let distance: f64 = row.iter().zip(centroid).map(|(x, c)| (x - c) * (x - c)).sum();
-            if distance < best.1 {
-                best = (index, distance);
-            }
-        }
-        if *label != best.0 {
+        let best = nearest_in(row, centroids);
+        if *label != best {
             changed += 1;
-            *label = best.0;
+            *label = best;
         }
-        counts[best.0] += 1;
-        for (sum, x) in sums[best.0 * width..(best.0 + 1) * width].iter_mut().zip(row) {
+        counts[best] += 1;
+        for (sum, x) in sums[best * width..(best + 1) * width].iter_mut().zip(row) {
             *sum += x;
         }
     }

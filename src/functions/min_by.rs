@@ -178,7 +178,7 @@ impl BestRows {
         let columns: Vec<ArrayRef> = keys.iter().chain([value]).cloned().collect();
         let rows = self.converter.convert_columns(&columns)?;
         let taking_part = (0..value.len())
-            .map(|i| keys.iter().all(|k| k.is_valid(i)) && filter.is_none_or(|f| f.is_valid(i) && f.value(i)))
+            .map(|i| keys.iter().all(|k| k.is_valid(i)) && super::passes_filter(filter, i))
             .collect();
         Ok((rows, taking_part))
     }

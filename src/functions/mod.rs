@@ -22,13 +22,19 @@ pub mod window_funnel_by;
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::array::{Array, ArrayRef, AsArray, BooleanArray};
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::{Result, ScalarValue};
 use datafusion::execution::FunctionRegistry;
 use datafusion::logical_expr::{AggregateUDF, ScalarUDF};
 
 /// The argument type of a function of one text value: a string type as it is, NULL as `Utf8`.
+/// Whether an aggregate's row takes part under its `FILTER (WHERE ...)`: no filter, or true
+/// (a NULL filter value leaves the row out, as in SQL).
+pub(crate) fn passes_filter(filter: Option<&BooleanArray>, row: usize) -> bool {
+    filter.is_none_or(|f| f.is_valid(row) && f.value(row))
+}
+
 pub(crate) fn one_text_argument(function: &str, arg_types: &[DataType]) -> Result<Vec<DataType>> {
     match arg_types {
         [t] if t.is_string() => Ok(vec![t.clone()]),

@@ -15,6 +15,8 @@ use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility};
 
+use super::passes_filter;
+
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct SecondSmallest {
     signature: Signature,
@@ -76,6 +78,16 @@ impl AggregateUDFImpl for SecondSmallest {
     }
 }
 
+/// `values` (any supported type) as Int64, NULL where the row does not count (a NULL value, or
+/// left out by the filter).
+fn counted_values(values: &ArrayRef, filter: Option<&BooleanArray>) -> Result<Int64Array> {
+    let values = cast(values, &DataType::Int64)?;
+    let values = values.as_primitive::<Int64Type>();
+    Ok((0..values.len())
+        .map(|row| (passes_filter(filter, row) && values.is_valid(row)).then(|| values.value(row)))
+        .collect())
+}
+
 /// Per group: the two smallest values seen and how many values were seen (up to two).
 #[derive(Debug)]
 struct TwoSmallest {
@@ -111,14 +123,11 @@ impl TwoSmallest {
         self.seen[group] = (self.seen[group] + 1).min(2);
     }
 
-    /// `values` (any supported type) as Int64, keeping the rows `filter` passes.
     fn insert_all(&mut self, values: &ArrayRef, groups: &[usize], filter: Option<&BooleanArray>) -> Result<()> {
-        let values = cast(values, &DataType::Int64)?;
-        let values = values.as_primitive::<Int64Type>();
-        for (row, &group) in groups.iter().enumerate() {
-            let passes = filter.is_none_or(|f| f.is_valid(row) && f.value(row));
-            if passes && values.is_valid(row) {
-                self.insert(group, values.value(row));
+        let values = counted_values(values, filter)?;
+        for (value, &group) in values.iter().zip(groups) {
+            if let Some(value) = value {
+                self.insert(group, value);
             }
         }
         Ok(())
@@ -156,15 +165,9 @@ impl GroupsAccumulator for TwoSmallest {
 
     /// Each row as the state of a group of one: its value (if it counts) and no second.
     fn convert_to_state(&self, values: &[ArrayRef], opt_filter: Option<&BooleanArray>) -> Result<Vec<ArrayRef>> {
-        let values = cast(&values[0], &DataType::Int64)?;
-        let values = values.as_primitive::<Int64Type>();
-        let smallest: Int64Array = (0..values.len())
-            .map(|row| {
-                let passes = opt_filter.is_none_or(|f| f.is_valid(row) && f.value(row));
-                (passes && values.is_valid(row)).then(|| values.value(row))
-            })
-            .collect();
-        Ok(vec![Arc::new(smallest), Arc::new(Int64Array::new_null(values.len()))])
+        let smallest = counted_values(&values[0], opt_filter)?;
+        let rows = smallest.len();
+        Ok(vec![Arc::new(smallest), Arc::new(Int64Array::new_null(rows))])
     }
 
     fn evaluate(&mut self, emit_to: EmitTo) -> Result<ArrayRef> {
@@ -250,6 +253,14 @@ mod tests {
             ('e', 2), ('e', 1), ('e', 1)
         ) AS t(g, v) GROUP BY g";
         assert_eq!(rows(sql).await, ["a|3", "b|5", "c|", "d|", "e|1"]);
+    }
+
+    #[tokio::test]
+    async fn a_filter_leaves_its_rows_out() {
+        let sql = "SELECT g, second_smallest(v) FILTER (WHERE v <> 3) FROM (VALUES
+            ('a', 9), ('a', 3), ('a', 7), ('a', 3), ('b', 3), ('b', 5)
+        ) AS t(g, v) GROUP BY g";
+        assert_eq!(rows(sql).await, ["a|9", "b|"]);
     }
 
     #[tokio::test]

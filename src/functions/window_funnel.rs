@@ -275,7 +275,7 @@ fn relevant_rows<'a>(
         return exec_err!("window_funnel: conditions were not coerced to booleans");
     }
     Ok((0..ts.len()).filter_map(move |row| {
-        if ts.is_null(row) || filter.is_some_and(|f| !f.is_valid(row) || !f.value(row)) {
+        if ts.is_null(row) || !super::passes_filter(filter, row) {
             return None;
         }
         let mut mask = 0u32;
