@@ -4,6 +4,7 @@
 //! - `window_funnel_by(window, ts, entry, cond1, ...)`: that level once per entry value (e.g. month);
 //! - `min_by(value, key, ...)` / `max_by(...)`: the value of the row with the smallest (largest) keys;
 //! - `second_smallest(value)`: a group's second smallest value (a customer's second order);
+//! - `repeated_values(value)`: the integers seen more than once, as a sorted list (duplicate ids);
 //! - `json_fields(line, 'a', 'b.c', ...)`: several text fields of a JSON line, parsed once;
 //! - `fingerprint(text)`: a 64-bit hash of a text value, for cheap grouping and joining;
 //! - `local_time(ts, zone)`: the wall-clock time in a zone of a UTC timestamp;
@@ -14,6 +15,7 @@ pub mod json_fields;
 pub mod local_time;
 pub mod min_by;
 pub mod pseudonymize;
+pub mod repeated_values;
 pub mod rfc3339;
 pub mod second_smallest;
 pub mod trend;
@@ -195,6 +197,7 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     registry.register_udaf(Arc::new(AggregateUDF::from(min_by::ExtremeBy::min_by())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(min_by::ExtremeBy::max_by())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(second_smallest::SecondSmallest::default())))?;
+    registry.register_udaf(Arc::new(AggregateUDF::from(repeated_values::RepeatedValues::default())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(trend::TrendAggregate::mann_kendall())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(trend::TrendAggregate::sens_slope())))?;
     Ok(())
