@@ -56,5 +56,6 @@ SELECT
   -- NULL when neither has activity in the weeks shown.
   CASE WHEN ev.active_weeks IS NOT NULL OR ord.active_weeks IS NOT NULL
     THEN COALESCE(ev.active_weeks, 0) | COALESCE(ord.active_weeks, 0) END AS active_weeks
-FROM ev
-FULL OUTER JOIN ord ON ord.person_id = ev.person_id
+-- The buyers first: a hash join builds on its left side, and they are half the persons.
+FROM ord
+FULL OUTER JOIN ev ON ev.person_id = ord.person_id
