@@ -65,7 +65,7 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
     // The extraction of `struct['field']` / JSON accessors into scans copies the expression that
     // builds the struct into every access: `json_fields(line, ...)['a']`, `[...]['b']`, ... parse
     // each line once per field. Off unless the environment asks for it.
-    if std::env::var_os("DATAFUSION_OPTIMIZER_ENABLE_LEAF_EXPRESSION_PUSHDOWN").is_none() {
+    if unset("DATAFUSION_OPTIMIZER_ENABLE_LEAF_EXPRESSION_PUSHDOWN") {
         config.options_mut().optimizer.enable_leaf_expression_pushdown = false;
     }
     // A join whose build side is under 1M rows (or 16 MB) builds one hash table for all
@@ -73,10 +73,10 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
     // the 199K duplicate copies otherwise repartitioned every staged event (person_events: 28.1 s
     // instead of 22.7 s). DataFusion's defaults are 128K rows and 1 MB.
     let optimizer = &mut config.options_mut().optimizer;
-    if std::env::var_os("DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD_ROWS").is_none() {
+    if unset("DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD_ROWS") {
         optimizer.hash_join_single_partition_threshold_rows = 1_000_000;
     }
-    if std::env::var_os("DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD").is_none() {
+    if unset("DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD") {
         optimizer.hash_join_single_partition_threshold = 16 * 1024 * 1024;
     }
     // A source folder is read with everything below it, and a glob may span folders
@@ -88,9 +88,7 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
         // partition's files one after another: with 2 partitions (2 cores), reading 365 daily
         // files from Garage took 8 s where local files took 1 s. More partitions, more requests
         // in flight (1M events: 19.9 s from S3 at 2 partitions, 6.3 s at 16, 5.2 s locally).
-        None if reads_object_store(pipeline)
-            && std::env::var_os("DATAFUSION_EXECUTION_TARGET_PARTITIONS").is_none() =>
-        {
+        None if reads_object_store(pipeline) && unset("DATAFUSION_EXECUTION_TARGET_PARTITIONS") => {
             let partitions = config.target_partitions().max(OBJECT_STORE_PARTITIONS);
             config = config.with_target_partitions(partitions);
         }
@@ -99,7 +97,7 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
 
     let memory_limit = memory_limit(engine);
     if let Some(limit) = memory_limit
-        && std::env::var_os("DATAFUSION_EXECUTION_SORT_SPILL_RESERVATION_BYTES").is_none()
+        && unset("DATAFUSION_EXECUTION_SORT_SPILL_RESERVATION_BYTES")
     {
         let execution = &mut config.options_mut().execution;
         execution.sort_spill_reservation_bytes = sort_spill_reservation(
@@ -188,6 +186,12 @@ fn default_memory_limit(host: u64, cgroup: Option<u64>) -> Option<u64> {
 /// of spilling. A sixteenth of the pool per partition leaves room however many sorts a step runs.
 fn sort_spill_reservation(memory_limit: u64, partitions: usize, default: usize) -> usize {
     (operator_memory(memory_limit) / 16 / partitions.max(1)).min(default)
+}
+
+/// Whether the environment leaves the DataFusion setting `variable` to lifemap (a DATAFUSION_*
+/// variable, read by `SessionConfig::from_env`, wins over lifemap's own choice).
+fn unset(variable: &str) -> bool {
+    std::env::var_os(variable).is_none()
 }
 
 /// DataFusion's memory pool for a run held to `memory_limit`, which the user `given` or lifemap

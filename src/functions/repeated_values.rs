@@ -140,13 +140,25 @@ impl Accumulator for SortedRuns {
     }
 
     fn evaluate(&mut self) -> Result<ScalarValue> {
-        let merged = merge_runs(self.all_runs());
-        let mut repeated = Vec::new();
-        for pair in merged.windows(2) {
-            if pair[0] == pair[1] && repeated.last() != Some(&pair[0]) {
-                repeated.push(pair[0]);
-            }
+        // The last two runs are walked, not merged into one more copy of every value.
+        let mut runs = self.all_runs();
+        while runs.len() > 2 {
+            runs = merge_pairs(runs);
         }
+        let empty = ScalarBuffer::from(Vec::new());
+        let (first, second) = match runs.as_slice() {
+            [first, second] => (first, second),
+            [only] => (only, &empty),
+            _ => (&empty, &empty),
+        };
+        let mut repeated = Vec::new();
+        let mut previous = None;
+        merge_with(first, second, |value| {
+            if previous == Some(value) && repeated.last() != Some(&value) {
+                repeated.push(value);
+            }
+            previous = Some(value);
+        });
         Ok(ScalarValue::List(Arc::new(sorted_list(ScalarBuffer::from(repeated)))))
     }
 
@@ -198,34 +210,41 @@ fn radix_sorted(mut values: Vec<i64>) -> Vec<i64> {
 /// Sorted runs merged into one, two at a time.
 fn merge_runs(mut runs: Vec<ScalarBuffer<i64>>) -> ScalarBuffer<i64> {
     while runs.len() > 1 {
-        let mut merged = Vec::with_capacity(runs.len().div_ceil(2));
-        let mut pairs = runs.into_iter();
-        while let Some(first) = pairs.next() {
-            merged.push(match pairs.next() {
-                Some(second) => ScalarBuffer::from(merge_two(&first, &second)),
-                None => first,
-            });
-        }
-        runs = merged;
+        runs = merge_pairs(runs);
     }
     runs.pop().unwrap_or_else(|| ScalarBuffer::from(Vec::new()))
 }
 
-fn merge_two(a: &[i64], b: &[i64]) -> Vec<i64> {
-    let mut merged = Vec::with_capacity(a.len() + b.len());
+/// One round of merging: runs two by two (an odd last one as it is).
+fn merge_pairs(runs: Vec<ScalarBuffer<i64>>) -> Vec<ScalarBuffer<i64>> {
+    let mut merged = Vec::with_capacity(runs.len().div_ceil(2));
+    let mut pairs = runs.into_iter();
+    while let Some(first) = pairs.next() {
+        merged.push(match pairs.next() {
+            Some(second) => {
+                let mut both = Vec::with_capacity(first.len() + second.len());
+                merge_with(&first, &second, |value| both.push(value));
+                ScalarBuffer::from(both)
+            }
+            None => first,
+        });
+    }
+    merged
+}
+
+/// Every value of the sorted `a` and `b` to `sink`, in order.
+fn merge_with(a: &[i64], b: &[i64], mut sink: impl FnMut(i64)) {
     let (mut i, mut j) = (0, 0);
     while i < a.len() && j < b.len() {
         if a[i] <= b[j] {
-            merged.push(a[i]);
+            sink(a[i]);
             i += 1;
         } else {
-            merged.push(b[j]);
+            sink(b[j]);
             j += 1;
         }
     }
-    merged.extend_from_slice(&a[i..]);
-    merged.extend_from_slice(&b[j..]);
-    merged
+    a[i..].iter().chain(&b[j..]).for_each(|&value| sink(value));
 }
 
 #[cfg(test)]
