@@ -31,6 +31,7 @@ use crate::storage;
 
 mod csv_headers;
 pub mod lines;
+mod read_ahead;
 
 /// What was found for one source.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -13,7 +13,7 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::io::Read;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -43,6 +43,8 @@ use datafusion::physical_plan::{ExecutionPlan, apply_expression_roots};
 use futures::stream::{BoxStream, StreamExt};
 use lifemap_syntax::lines::LineSplitter;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt};
+
+use super::read_ahead::{Limits, ReadAhead};
 
 /// Name of the one column of a `lines` source.
 pub const LINE_COLUMN: &str = "line";
@@ -197,6 +199,8 @@ struct LinesSource {
     batch_size: Option<usize>,
     metrics: ExecutionPlanMetricsSet,
     projection: SplitProjection,
+    /// Made when the scan first runs on a remote store, shared by its partitions' openers.
+    read_ahead: Arc<Mutex<Option<Arc<ReadAhead>>>>,
 }
 
 impl LinesSource {
@@ -206,6 +210,24 @@ impl LinesSource {
             table_schema,
             batch_size: None,
             metrics: ExecutionPlanMetricsSet::new(),
+            read_ahead: Arc::default(),
+        }
+    }
+
+    /// The scan's [`ReadAhead`], or none for local files (read from the page cache at once).
+    fn read_ahead(&self, store: &Arc<dyn ObjectStore>, config: &FileScanConfig) -> Option<Arc<ReadAhead>> {
+        if config.object_store_url.as_str().starts_with("file://") {
+            return None;
+        }
+        let files: Vec<&PartitionedFile> = config.file_groups.iter().flat_map(|group| group.iter()).collect();
+        let mut shared = self.read_ahead.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match shared.as_ref() {
+            Some(existing) if existing.reads(&files) => Some(Arc::clone(existing)),
+            _ => {
+                let made = Arc::new(ReadAhead::new(Arc::clone(store), &files, Limits::default()));
+                *shared = Some(Arc::clone(&made));
+                Some(made)
+            }
         }
     }
 }
@@ -218,6 +240,7 @@ impl FileSource for LinesSource {
         _partition: usize,
     ) -> Result<Arc<dyn FileOpener>> {
         let opener = Arc::new(LinesOpener {
+            read_ahead: self.read_ahead(&object_store, base_config),
             store: object_store,
             compression: base_config.file_compression_type,
             batch_size: self.batch_size.unwrap_or(8192),
@@ -279,6 +302,7 @@ impl fmt::Debug for LinesSource {
 
 struct LinesOpener {
     store: Arc<dyn ObjectStore>,
+    read_ahead: Option<Arc<ReadAhead>>,
     compression: FileCompressionType,
     batch_size: usize,
     /// False when the query needs only the number of rows (`COUNT(*)`).
@@ -291,7 +315,12 @@ impl FileOpener for LinesOpener {
         let compression = self.compression;
         let location = file.object_meta.location.clone();
         let batcher = LineBatcher::new(location.to_string(), self.batch_size, self.keep_text);
+        let fetched = self.read_ahead.as_ref().and_then(|ahead| ahead.take(&location));
         Ok(Box::pin(async move {
+            if let Some(fetched) = fetched {
+                let whole = futures::stream::once(fetched.bytes()).boxed();
+                return Ok(batches(compression.convert_stream(whole)?, batcher));
+            }
             let result = store.get(&location).await?;
             let chunks: BoxStream<'static, Result<Bytes>> = match result.payload {
                 // Local files are read synchronously, as DataFusion's own CSV and JSON readers do.

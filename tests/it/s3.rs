@@ -74,6 +74,84 @@ fn reads_csv_ndjson_gzip_and_parquet_from_s3_and_publishes_marts_there() {
     assert!(!String::from_utf8_lossy(&s3.get("out/_runs/ds=2026-10-31/run_results.json")).contains(secret.as_str()));
 }
 
+/// Forty daily `lines` files (more than a scan fetches ahead at once: 16), the later ones
+/// fetched while earlier ones are parsed, and one day after `ds` that must not be read.
+#[test]
+fn reads_many_daily_files_from_s3_each_once_and_whole() {
+    let s3 = target("many-days");
+    let project = Project::new();
+    project.write(
+        "pipelines/days.yaml",
+        r#"
+name: days
+vars:
+  exports: exports
+  out: out
+sources:
+  days:
+    location: "{{ exports }}/days/"
+    format: lines
+    partitions:
+      dt: date
+steps:
+  - name: per_day
+    query: |
+      SELECT dt, COUNT(*) AS lines, SUM(CAST(json_get_str(line, 'n') AS BIGINT)) AS total
+      FROM days
+      WHERE dt <= DATE '{{ ds }}'
+      GROUP BY dt
+output:
+  location: "{{ out }}"
+marts:
+  per_day: {}
+"#,
+    );
+    // Day k (2026-09-22 + k, k = 0..39) holds k + 1 lines with n = 1000 k + j, j = 0..k.
+    let first = chrono::NaiveDate::from_ymd_opt(2026, 9, 22).expect("date");
+    for k in 0..=40u64 {
+        let day = first + chrono::Days::new(k);
+        let lines: String = (0..=k).map(|j| format!("{{\"n\":\"{}\"}}\n", 1000 * k + j)).collect();
+        s3.put(
+            &format!("exports/days/dt={day}/part-0.ndjson.gz"),
+            fixture::gzip(&lines),
+        );
+    }
+    let mut command = project.lifemap();
+    s3.configure(&mut command);
+    command.args([
+        "run",
+        "pipelines/days.yaml",
+        "--ds",
+        "2026-10-31",
+        "--var",
+        &format!("exports={}", s3.uri("exports")),
+        "--var",
+        &format!("out={}", s3.uri("out")),
+    ]);
+    let outcome = run(command);
+    assert_eq!(outcome.code, 0, "stderr:\n{}", outcome.stderr);
+
+    // 40 days, 1 + 2 + ... + 40 = 820 lines; the n sum to 1000 (Σk² + Σk) + Σk(k+1)/2 over
+    // k = 0..39 = 1000 (20,540 + 780) + 10,660. A whole day k has lines = k + 1 and
+    // total = 2001 k (k + 1) / 2.
+    assert_eq!(
+        s3_mart(
+            &s3,
+            "per_day",
+            "2026-10-31",
+            "SELECT COUNT(*) AS days, MIN(dt) AS first, MAX(dt) AS last, SUM(lines) AS lines, SUM(total) AS total, \
+             COUNT(*) FILTER (WHERE 2 * total = 2001 * lines * (lines - 1)) AS whole_days, \
+             MAX(lines) FILTER (WHERE dt = DATE '2026-10-31') AS lines_on_ds FROM t"
+        ),
+        "\
++------+------------+------------+-------+----------+------------+-------------+
+| days | first      | last       | lines | total    | whole_days | lines_on_ds |
++------+------------+------------+-------+----------+------------+-------------+
+| 40   | 2026-09-22 | 2026-10-31 | 820   | 21330660 | 40         | 40          |
++------+------------+------------+-------+----------+------------+-------------+"
+    );
+}
+
 #[test]
 fn on_s3_a_failure_between_marts_keeps_the_previous_partition() {
     let (project, s3) = s3_shop("failure");
