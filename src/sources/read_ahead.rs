@@ -2,13 +2,16 @@
 //!
 //! DataFusion 55's file stream opens a partition's next file only when the current one is read
 //! to the end, so on an object store every file's request is waited for in turn, one per
-//! partition: the 365 daily event files of 1M events took ~0.7 s longer to scan from Garage on
-//! loopback than from disk, with both cores mostly idle. A scan's files are known when it
-//! starts, and its partitions take them from one queue in that order, so whichever partition
-//! opens a file starts the requests for the files after it. Only whole objects up to
-//! [`Limits::object_bytes`] are fetched ahead, and at most [`Limits::bytes`] of them wait in
-//! memory (compressed, outside DataFusion's memory pool); a larger file is streamed when it is
-//! opened, as before.
+//! partition. A scan's files are known when it starts, and its partitions take them from one
+//! queue in that order, so whichever partition opens a file starts the requests for the files
+//! after it. Only whole objects up to [`Limits::object_bytes`] are fetched ahead, and at most
+//! [`Limits::bytes`] of them wait in memory (compressed, outside DataFusion's memory pool); a
+//! larger file is streamed when it is opened, as before.
+//!
+//! Many requests are kept in flight because a request costs far more than parsing its file:
+//! Garage answers a GET in ~40 ms (S3 in tens of milliseconds too), while a daily file of 1M
+//! events' exports (55 KB) parses in about a millisecond. The 1M-event pipeline from Garage on
+//! loopback, 2 partitions: 16 in flight 3.9 s, 64 2.9 s, 128 2.8 s, 256 2.8 s; locally 2.2 s.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -33,7 +36,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Self {
-            requests: 16,
+            requests: 128,
             bytes: 64 << 20,
             object_bytes: 16 << 20,
         }
