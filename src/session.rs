@@ -8,6 +8,8 @@ use std::sync::{Arc, OnceLock};
 use datafusion::execution::memory_pool::{FairSpillPool, GreedyMemoryPool, MemoryPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+
+use crate::sources::parquet_read_ahead::ParquetReadAhead;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::config::{EngineSettings, Pipeline};
@@ -125,8 +127,9 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
     }
     let mut state = SessionStateBuilder::new()
         .with_config(config)
-        .with_runtime_env(runtime)
+        .with_runtime_env(Arc::clone(&runtime))
         .with_default_features()
+        .with_physical_optimizer_rule(Arc::new(ParquetReadAhead::new(runtime)))
         .build();
     // Before the functions: turning a session into a cluster's client resets its function list.
     if let Some(scheduler) = &engine.scheduler {

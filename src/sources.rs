@@ -31,6 +31,7 @@ use crate::storage;
 
 mod csv_headers;
 pub mod lines;
+pub mod parquet_read_ahead;
 mod read_ahead;
 
 /// What was found for one source.

@@ -152,6 +152,114 @@ marts:
     );
 }
 
+/// Twelve daily Parquet files of 4 row groups, split into byte ranges among 4 partitions (as
+/// DataFusion splits large files), read ahead whole, filtered by a column the row groups carry
+/// statistics for.
+#[test]
+fn reads_parquet_files_split_among_partitions_from_s3() {
+    use datafusion::arrow::array::{Int64Array, RecordBatch, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use datafusion::parquet::arrow::ArrowWriter;
+    use datafusion::parquet::file::properties::WriterProperties;
+    use std::sync::Arc;
+
+    let s3 = target("parquet-days");
+    let project = Project::new();
+    project.write(
+        "pipelines/days.yaml",
+        r#"
+name: days
+vars:
+  exports: exports
+  out: out
+sources:
+  days:
+    location: "{{ exports }}/days/"
+    format: parquet
+    partitions:
+      dt: date
+steps:
+  - name: per_day
+    materialize: true
+    query: |
+      SELECT dt, COUNT(*) AS even_rows, SUM(n) AS total
+      FROM days
+      WHERE kind = 'even' AND dt <= DATE '{{ ds }}'
+      GROUP BY dt
+output:
+  location: "{{ out }}"
+marts:
+  per_day: {}
+"#,
+    );
+    // Day k (2026-10-20 + k, k = 0..11) holds n = 1000 k + j, j = 0..99, `even` when j is.
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("n", DataType::Int64, false),
+        Field::new("kind", DataType::Utf8, false),
+    ]));
+    let first = chrono::NaiveDate::from_ymd_opt(2026, 10, 20).expect("date");
+    for k in 0..=12i64 {
+        let n: Vec<i64> = (0..100).map(|j| 1000 * k + j).collect();
+        let kind: Vec<&str> = (0..100).map(|j| if j % 2 == 0 { "even" } else { "odd" }).collect();
+        let batch = RecordBatch::try_new(
+            schema.clone(),
+            vec![Arc::new(Int64Array::from(n)), Arc::new(StringArray::from(kind))],
+        )
+        .expect("batch");
+        let properties = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(25))
+            .build();
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, schema.clone(), Some(properties)).expect("writer");
+        writer.write(&batch).expect("write");
+        writer.close().expect("close");
+        let day = first + chrono::Days::new(k as u64);
+        s3.put(&format!("exports/days/dt={day}/part-0.parquet"), bytes);
+    }
+    let mut command = project.lifemap();
+    s3.configure(&mut command);
+    command
+        .env("DATAFUSION_EXECUTION_TARGET_PARTITIONS", "4")
+        .env("DATAFUSION_OPTIMIZER_REPARTITION_FILE_MIN_SIZE", "0")
+        .env("LIFEMAP_LOG", "lifemap=debug")
+        .args([
+            "run",
+            "pipelines/days.yaml",
+            "--ds",
+            "2026-10-31",
+            "--var",
+            &format!("exports={}", s3.uri("exports")),
+            "--var",
+            &format!("out={}", s3.uri("out")),
+        ]);
+    let outcome = run(command);
+    assert_eq!(outcome.code, 0, "stderr:\n{}", outcome.stderr);
+    // The files were read in byte ranges (the plan shows `file:start..end`).
+    assert!(
+        outcome.stderr.contains("part-0.parquet:0.."),
+        "no split file in the plan:\n{}",
+        outcome.stderr
+    );
+
+    // 12 days of 50 even rows; the even n of day k sum to 50,000 k + 2,450: over k = 0..11,
+    // 50,000 × 66 + 2,450 × 12.
+    assert_eq!(
+        s3_mart(
+            &s3,
+            "per_day",
+            "2026-10-31",
+            "SELECT COUNT(*) AS days, MIN(dt) AS first, MAX(dt) AS last, SUM(even_rows) AS even_rows, \
+             SUM(total) AS total, COUNT(*) FILTER (WHERE even_rows = 50) AS whole_days FROM t"
+        ),
+        "\
++------+------------+------------+-----------+---------+------------+
+| days | first      | last       | even_rows | total   | whole_days |
++------+------------+------------+-----------+---------+------------+
+| 12   | 2026-10-20 | 2026-10-31 | 600       | 3329400 | 12         |
++------+------------+------------+-----------+---------+------------+"
+    );
+}
+
 #[test]
 fn on_s3_a_failure_between_marts_keeps_the_previous_partition() {
     let (project, s3) = s3_shop("failure");
