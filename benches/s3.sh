@@ -6,8 +6,10 @@
 #   benches/s3.sh                      # 1M events, 3 runs of each
 #   RUNS=5 benches/s3.sh 10000000
 #
-# Needs `garage` (cargo install garage --locked --version 2.5.0, as .ci/run does) and Python with
-# boto3 and pyarrow (pip install boto3 pyarrow). Exports are generated as by benches/lifecycle.sh.
+# Garage is a release build made once in ~/.cache/lifemap/garage-release (about 25 minutes on 2
+# cores; GARAGE=/path/to/garage to use another): the debug build .ci/run installs for the tests
+# spends about 3 ms of CPU per request, a third of a 1M-event run's CPU. Python packages come from
+# benches/requirements.txt. Exports are generated as by benches/lifecycle.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +18,13 @@ source benches/common.sh
 events="${1:-1000000}"
 data="$(exports_dir "$events")"
 ensure_exports "$events"
+
+garage="${GARAGE:-$HOME/.cache/lifemap/garage-release/bin/garage}"
+if [ ! -x "$garage" ]; then
+  echo "building Garage 2.5.0 (release) into ~/.cache/lifemap/garage-release, once" >&2
+  cargo install garage --locked --version 2.5.0 --root "$HOME/.cache/lifemap/garage-release" >&2
+fi
+PATH="$(dirname "$garage"):$PATH"
 
 state="$(mktemp -d)"
 trap 'tests/garage.sh stop "$state" >/dev/null 2>&1 || true; rm -rf "$state"' EXIT
@@ -38,7 +47,7 @@ for _ in $(seq "$runs"); do
 done
 "$python" benches/tools/same_marts.py "$work/s3bench-marts-local" "$work/s3bench-marts-s3"
 
-echo "$(machine); $events events, $(du -sm "$data" | cut -f1) MiB of exports"
+echo "$(machine); $events events ($events_format), $(du -sm "$data" | cut -f1) MiB of exports; $("$garage" --version 2>/dev/null | head -1)"
 echo
 echo "| exports read from | wall (s, median of $runs) | user CPU (s) | peak RSS (MiB) |"
 echo "|---|---:|---:|---:|"
