@@ -6,8 +6,9 @@
 //! against 2.2 s locally. A physical optimizer rule gives every remote Parquet scan a reader
 //! factory that serves files fetched ahead whole (footer, page index and column chunks from
 //! memory; the byte ranges DataFusion splits a file into share one fetch) and leaves files it
-//! did not fetch (over the size limit, past the limits) to DataFusion's own reader. Fetching a whole file gives up column
-//! pruning on the wire, which for small files costs less than a second request.
+//! did not fetch (over the size limit, past the limits) to DataFusion's own reader. Fetching a
+//! whole file gives up column pruning on the wire, which for small files costs less than a
+//! second request. On a Ballista cluster the scheduler plans the scans, without this rule.
 
 use std::collections::HashMap;
 use std::fmt;
