@@ -74,6 +74,23 @@ fn reads_csv_ndjson_gzip_and_parquet_from_s3_and_publishes_marts_there() {
     assert!(!String::from_utf8_lossy(&s3.get("out/_runs/ds=2026-10-31/run_results.json")).contains(secret.as_str()));
 }
 
+/// `lifemap run pipelines/days.yaml --ds 2026-10-31` with exports and marts on `s3`.
+fn days_run(project: &Project, s3: &S3Target) -> assert_cmd::Command {
+    let mut command = project.lifemap();
+    s3.configure(&mut command);
+    command.args([
+        "run",
+        "pipelines/days.yaml",
+        "--ds",
+        "2026-10-31",
+        "--var",
+        &format!("exports={}", s3.uri("exports")),
+        "--var",
+        &format!("out={}", s3.uri("out")),
+    ]);
+    command
+}
+
 /// Forty daily `lines` files (more than a scan fetches ahead at once: 16), the later ones
 /// fetched while earlier ones are parsed, and one day after `ds` that must not be read.
 #[test]
@@ -116,19 +133,7 @@ marts:
             fixture::gzip(&lines),
         );
     }
-    let mut command = project.lifemap();
-    s3.configure(&mut command);
-    command.args([
-        "run",
-        "pipelines/days.yaml",
-        "--ds",
-        "2026-10-31",
-        "--var",
-        &format!("exports={}", s3.uri("exports")),
-        "--var",
-        &format!("out={}", s3.uri("out")),
-    ]);
-    let outcome = run(command);
+    let outcome = run(days_run(&project, &s3));
     assert_eq!(outcome.code, 0, "stderr:\n{}", outcome.stderr);
 
     // 40 days, 1 + 2 + ... + 40 = 820 lines; the n sum to 1000 (Σk² + Σk) + Σk(k+1)/2 over
@@ -216,22 +221,11 @@ marts:
         let day = first + chrono::Days::new(k as u64);
         s3.put(&format!("exports/days/dt={day}/part-0.parquet"), bytes);
     }
-    let mut command = project.lifemap();
-    s3.configure(&mut command);
+    let mut command = days_run(&project, &s3);
     command
         .env("DATAFUSION_EXECUTION_TARGET_PARTITIONS", "4")
         .env("DATAFUSION_OPTIMIZER_REPARTITION_FILE_MIN_SIZE", "0")
-        .env("LIFEMAP_LOG", "lifemap=debug")
-        .args([
-            "run",
-            "pipelines/days.yaml",
-            "--ds",
-            "2026-10-31",
-            "--var",
-            &format!("exports={}", s3.uri("exports")),
-            "--var",
-            &format!("out={}", s3.uri("out")),
-        ]);
+        .env("LIFEMAP_LOG", "lifemap=debug");
     let outcome = run(command);
     assert_eq!(outcome.code, 0, "stderr:\n{}", outcome.stderr);
     // The files were read in byte ranges (the plan shows `file:start..end`).
