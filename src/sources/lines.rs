@@ -214,9 +214,9 @@ impl LinesSource {
         }
     }
 
-    /// The scan's [`ReadAhead`], or none for local files (read from the page cache at once).
+    /// The scan's [`ReadAhead`], or none for local files.
     fn read_ahead(&self, store: &Arc<dyn ObjectStore>, config: &FileScanConfig) -> Option<Arc<ReadAhead>> {
-        if config.object_store_url.as_str().starts_with("file://") {
+        if !ReadAhead::pays_for(&config.object_store_url) {
             return None;
         }
         let files: Vec<&PartitionedFile> = config.file_groups.iter().flat_map(|group| group.iter()).collect();

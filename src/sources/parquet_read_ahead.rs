@@ -53,7 +53,7 @@ impl ParquetReadAhead {
             return Ok(None);
         };
         let factory = parquet.parquet_file_reader_factory();
-        if scan.object_store_url.as_str().starts_with("file://")
+        if !ReadAhead::pays_for(&scan.object_store_url)
             // Already ours (the trait has no downcasting; its Debug names it).
             || factory.is_some_and(|factory| format!("{factory:?}") == READ_AHEAD_FILES)
         {

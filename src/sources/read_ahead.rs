@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::datasource::listing::PartitionedFile;
+use datafusion::execution::object_store::ObjectStoreUrl;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::task::JoinHandle;
@@ -70,6 +71,12 @@ enum Slot {
 }
 
 impl ReadAhead {
+    /// Whether a scan of `url` gains from reading ahead: not local files, which the page cache
+    /// serves at once.
+    pub fn pays_for(url: &ObjectStoreUrl) -> bool {
+        !url.as_str().starts_with("file://")
+    }
+
     pub fn new(store: Arc<dyn ObjectStore>, files: &[&PartitionedFile], limits: Limits) -> Self {
         // A file split into byte ranges (Parquet) is listed once per range: fetched once.
         let mut seen = HashSet::new();

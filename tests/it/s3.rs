@@ -74,6 +74,36 @@ fn reads_csv_ndjson_gzip_and_parquet_from_s3_and_publishes_marts_there() {
     assert!(!String::from_utf8_lossy(&s3.get("out/_runs/ds=2026-10-31/run_results.json")).contains(secret.as_str()));
 }
 
+/// `pipelines/days.yaml`: one source `days` of `format`, Hive-partitioned by `dt`, and one
+/// materialized step `per_day` (its plan is logged at debug level) published as a mart.
+fn write_days_pipeline(project: &Project, format: &str, query: &str) {
+    project.write(
+        "pipelines/days.yaml",
+        format!(
+            r#"
+name: days
+vars:
+  exports: exports
+  out: out
+sources:
+  days:
+    location: "{{{{ exports }}}}/days/"
+    format: {format}
+    partitions:
+      dt: date
+steps:
+  - name: per_day
+    materialize: true
+    query: "{query}"
+output:
+  location: "{{{{ out }}}}"
+marts:
+  per_day: {{}}
+"#
+        ),
+    );
+}
+
 /// `lifemap run pipelines/days.yaml --ds 2026-10-31` with exports and marts on `s3`.
 fn days_run(project: &Project, s3: &S3Target) -> assert_cmd::Command {
     let mut command = project.lifemap();
@@ -91,37 +121,17 @@ fn days_run(project: &Project, s3: &S3Target) -> assert_cmd::Command {
     command
 }
 
-/// Forty daily `lines` files (more than a scan fetches ahead at once: 16), the later ones
-/// fetched while earlier ones are parsed, and one day after `ds` that must not be read.
+/// Forty daily `lines` files, the later ones fetched while earlier ones are parsed, and one day
+/// after `ds` that must not be read (the in-flight limits are unit-tested in read_ahead.rs).
 #[test]
 fn reads_many_daily_files_from_s3_each_once_and_whole() {
     let s3 = target("many-days");
     let project = Project::new();
-    project.write(
-        "pipelines/days.yaml",
-        r#"
-name: days
-vars:
-  exports: exports
-  out: out
-sources:
-  days:
-    location: "{{ exports }}/days/"
-    format: lines
-    partitions:
-      dt: date
-steps:
-  - name: per_day
-    query: |
-      SELECT dt, COUNT(*) AS lines, SUM(CAST(json_get_str(line, 'n') AS BIGINT)) AS total
-      FROM days
-      WHERE dt <= DATE '{{ ds }}'
-      GROUP BY dt
-output:
-  location: "{{ out }}"
-marts:
-  per_day: {}
-"#,
+    write_days_pipeline(
+        &project,
+        "lines",
+        "SELECT dt, COUNT(*) AS lines, SUM(CAST(json_get_str(line, 'n') AS BIGINT)) AS total \
+         FROM days WHERE dt <= DATE '{{ ds }}' GROUP BY dt",
     );
     // Day k (2026-09-22 + k, k = 0..39) holds k + 1 lines with n = 1000 k + j, j = 0..k.
     let first = chrono::NaiveDate::from_ymd_opt(2026, 9, 22).expect("date");
@@ -170,32 +180,11 @@ fn reads_parquet_files_split_among_partitions_from_s3() {
 
     let s3 = target("parquet-days");
     let project = Project::new();
-    project.write(
-        "pipelines/days.yaml",
-        r#"
-name: days
-vars:
-  exports: exports
-  out: out
-sources:
-  days:
-    location: "{{ exports }}/days/"
-    format: parquet
-    partitions:
-      dt: date
-steps:
-  - name: per_day
-    materialize: true
-    query: |
-      SELECT dt, COUNT(*) AS even_rows, SUM(n) AS total
-      FROM days
-      WHERE kind = 'even' AND dt <= DATE '{{ ds }}'
-      GROUP BY dt
-output:
-  location: "{{ out }}"
-marts:
-  per_day: {}
-"#,
+    write_days_pipeline(
+        &project,
+        "parquet",
+        "SELECT dt, COUNT(*) AS even_rows, SUM(n) AS total \
+         FROM days WHERE kind = 'even' AND dt <= DATE '{{ ds }}' GROUP BY dt",
     );
     // Day k (2026-10-20 + k, k = 0..11) holds n = 1000 k + j, j = 0..99, `even` when j is.
     let schema = Arc::new(Schema::new(vec![
