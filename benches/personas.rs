@@ -46,6 +46,7 @@ fn main() {
         k_max: 8,
         sample_size: 10_000,
         seed: 42,
+        starts: 10,
         max_iterations: 300,
         order_by: "log_monetary".into(),
         naming: Naming::Customers,

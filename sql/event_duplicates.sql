@@ -10,16 +10,16 @@ WITH copies AS (
   SELECT
     event_id, fingerprint(event_id) AS event_key, parse_rfc3339(occurred_at) AS occurred_at, customer_id,
     anonymous_id, event_type, channel,
-    concat_ws(',', coalesce(event_id, ''), coalesce(occurred_at, ''), coalesce(customer_id, ''), coalesce(anonymous_id, ''), event_type, channel, properties) AS raw
+    csv_record(event_id, occurred_at, customer_id, anonymous_id, event_type, channel, properties) AS raw
   FROM events
-  WHERE dt <= DATE '{{ ds }}'
+  WHERE dt <= DATE '{{ ds }}' + INTERVAL '{{ var("late_arrival_days") }} days'
     AND fingerprint(event_id) IN (SELECT event_key FROM repeated_event_ids)
 )
 {% else -%}
 WITH lines AS (
   SELECT line, fingerprint(json_get_str(line, 'event_id')) AS event_key
   FROM events
-  WHERE dt <= DATE '{{ ds }}'
+  WHERE dt <= DATE '{{ ds }}' + INTERVAL '{{ var("late_arrival_days") }} days'
 ),
 -- repeated_event_ids is a small materialized table with exact statistics, so the join builds its
 -- hash table on it once and streams the lines past it without shuffling them between threads.

@@ -5,30 +5,15 @@ WITH periods AS (
     ('previous', TIMESTAMP '{{ as_of }}' - INTERVAL '{{ var("kpi_days") * 2 }} days', TIMESTAMP '{{ as_of }}' - INTERVAL '{{ var("kpi_days") }} days')
   ) AS p(period, period_start, period_end)
 ),
+-- active_customers: distinct customers with a completed order in the period (as in
+-- cohort_retention), not every person who merely browsed.
 order_kpis AS (
   SELECT p.period,
     CAST(COALESCE(SUM(o.amount), 0) AS DOUBLE) AS revenue,
-    CAST(COUNT(o.order_id) AS DOUBLE) AS orders
+    CAST(COUNT(o.order_id) AS DOUBLE) AS orders,
+    CAST(COUNT(DISTINCT o.customer_id) AS DOUBLE) AS active_customers
   FROM periods p
   LEFT JOIN completed_orders o ON o.ordered_at >= p.period_start AND o.ordered_at < p.period_end
-  GROUP BY p.period
-),
--- Activity of the two periods is filtered first and labelled, then joined on the label: a range
--- join of every event against the periods would look at each event twice.
-activity AS (
-  SELECT CASE WHEN at >= TIMESTAMP '{{ as_of }}' - INTERVAL '{{ var("kpi_days") }} days' THEN 'current' ELSE 'previous' END AS period,
-    person_id
-  FROM (
-    SELECT person_id, occurred_at AS at FROM person_events WHERE is_known
-    UNION ALL
-    SELECT customer_id, ordered_at FROM completed_orders
-  ) a
-  WHERE at >= TIMESTAMP '{{ as_of }}' - INTERVAL '{{ var("kpi_days") * 2 }} days' AND at < TIMESTAMP '{{ as_of }}'
-),
-active AS (
-  SELECT p.period, CAST(COUNT(DISTINCT a.person_id) AS DOUBLE) AS active_customers
-  FROM periods p
-  LEFT JOIN activity a ON a.period = p.period
   GROUP BY p.period
 ),
 buyers AS (
@@ -58,9 +43,8 @@ nps AS (
   GROUP BY p.period
 ),
 wide AS (
-  SELECT o.period, o.revenue, o.orders, a.active_customers, b.new_customers, r.repeat_purchase_rate, n.nps, b.median_days_to_purchase
+  SELECT o.period, o.revenue, o.orders, o.active_customers, b.new_customers, r.repeat_purchase_rate, n.nps, b.median_days_to_purchase
   FROM order_kpis o
-  JOIN active a ON a.period = o.period
   JOIN buyers b ON b.period = o.period
   JOIN repeat r ON r.period = o.period
   JOIN nps n ON n.period = o.period

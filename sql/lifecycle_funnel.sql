@@ -89,7 +89,10 @@ steps AS (
 counts AS (
   SELECT
     t.entry_month, t.breakdown, t.breakdown_value, s.step, s.step_name, t.s1,
-    CASE s.step WHEN 1 THEN t.s1 WHEN 2 THEN t.s2 WHEN 3 THEN t.s3 WHEN 4 THEN t.s4 ELSE t.s5 END AS persons
+    CASE s.step WHEN 1 THEN t.s1 WHEN 2 THEN t.s2 WHEN 3 THEN t.s3 WHEN 4 THEN t.s4 ELSE t.s5 END AS persons,
+    -- Retention and advocacy are both shares of purchasers: advocates are not a subset of
+    -- repeat buyers, so advocacy over retention could pass 100 %.
+    CASE s.step WHEN 1 THEN t.s1 WHEN 2 THEN t.s1 WHEN 3 THEN t.s2 ELSE t.s3 END AS previous_persons
   FROM totals t CROSS JOIN steps s
 )
 SELECT
@@ -99,9 +102,7 @@ SELECT
   CAST(step AS INT) AS step,
   step_name,
   CAST(persons AS BIGINT) AS persons,
-  CASE WHEN step = 1 THEN 1.0
-       ELSE CAST(persons AS DOUBLE) / NULLIF(LAG(persons) OVER (PARTITION BY entry_month, breakdown, breakdown_value ORDER BY step), 0)
-  END AS conversion_from_previous,
+  CAST(persons AS DOUBLE) / NULLIF(previous_persons, 0) AS conversion_from_previous,
   CAST(persons AS DOUBLE) / NULLIF(s1, 0) AS conversion_from_start
 FROM counts
 ORDER BY entry_month, breakdown, breakdown_value, step

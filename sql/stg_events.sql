@@ -1,3 +1,7 @@
+{#- Exports file events by day of arrival: an event stamped on ds can sit in a later partition. #}
+{%- set last_partition -%}
+  (DATE '{{ ds }}' + INTERVAL '{{ var("late_arrival_days") }} days')
+{%- endset -%}
 {% if events_format == 'parquet' -%}
 -- Events from Parquet exports (`--var events_format=parquet`): typed columns, so only the
 -- timestamp is parsed (no mart reads `properties`: event categories are not analysed, order
@@ -9,15 +13,18 @@ WITH typed AS (
       WHEN parse_rfc3339(occurred_at) IS NULL THEN 'bad_timestamp'
     END AS reject_reason
   FROM events
-  WHERE dt <= DATE '{{ ds }}'
+  WHERE dt <= {{ last_partition | safe }}
 )
 SELECT
   event_id, fingerprint(event_id) AS event_key, occurred_at_ts AS occurred_at, customer_id, anonymous_id, event_type, channel,
   reject_reason,
-  CASE WHEN reject_reason IS NOT NULL THEN concat_ws(',', coalesce(event_id, ''), coalesce(occurred_at, ''), coalesce(customer_id, ''), coalesce(anonymous_id, ''), event_type, channel, properties) END AS raw
+  CASE WHEN reject_reason IS NOT NULL THEN csv_record(event_id, occurred_at, customer_id, anonymous_id, event_type, channel, properties) END AS raw
 FROM typed
+-- Partitions after ds add only the rows stamped before as_of: late arrivals. Their bad rows
+-- without a usable timestamp belong to the ds that partition is read for, not to this one.
+WHERE dt <= DATE '{{ ds }}' OR occurred_at_ts < TIMESTAMP '{{ as_of }}'
 {%- else -%}
--- Events parsed from NDJSON lines, up to the ds partition. Events at or after as_of are dropped
+-- Events parsed from NDJSON lines, up to the ds partition plus the late-arrival allowance. Events at or after as_of are dropped
 -- by the steps that read this one, not here: a filter here is pushed below the projections and
 -- parses each timestamp again.
 -- A row breaking the contract keeps a reject_reason and its raw line; valid rows drop the line
@@ -28,13 +35,15 @@ FROM typed
 WITH fields AS (
   SELECT
     line,
+    dt,
     json_fields(line, 'event_id', 'occurred_at', 'customer_id', 'anonymous_id', 'event_type', 'channel') AS f
   FROM events
-  WHERE dt <= DATE '{{ ds }}'
+  WHERE dt <= {{ last_partition | safe }}
 ),
 parsed AS (
   SELECT
     line,
+    dt,
     f IS NULL                    AS malformed,
     f['event_id']                AS event_id,
     f['occurred_at']             AS occurred_at_raw,
@@ -57,4 +66,7 @@ SELECT
   event_id, fingerprint(event_id) AS event_key, occurred_at, customer_id, anonymous_id, event_type, channel, reject_reason,
   CASE WHEN reject_reason IS NOT NULL THEN line END AS raw
 FROM typed
+-- Partitions after ds add only the rows stamped before as_of (see the Parquet branch). Batches
+-- never mix partitions, so the timestamp is only looked at again for those few partitions.
+WHERE dt <= DATE '{{ ds }}' OR occurred_at < TIMESTAMP '{{ as_of }}'
 {%- endif %}

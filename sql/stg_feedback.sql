@@ -14,7 +14,7 @@ SELECT
     WHEN responded_ts IS NULL THEN 'bad_timestamp'
     WHEN score IS NULL OR score < 0 OR score > 10 THEN 'bad_score'
   END AS reject_reason,
-  concat_ws(',', response_id, customer_id, responded_at, nps_score, comment) AS raw
+  csv_record(response_id, customer_id, responded_at, nps_score, comment) AS raw
 FROM typed
 WHERE NOT EXISTS (SELECT 1 FROM forgotten_customers f WHERE f.customer_id = typed.customer_id)
   AND (responded_ts IS NULL OR responded_ts < TIMESTAMP '{{ as_of }}')

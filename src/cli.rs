@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::NaiveDate;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Overrides, Pipeline, parse_ds};
 use crate::error::{Error, exit};
@@ -185,6 +185,11 @@ pub struct SampleArgs {
     /// pipeline on them with `--var events_format=parquet`).
     #[arg(long, value_enum, default_value_t)]
     pub events_format: sample::EventsFormat,
+
+    /// Also write every customer's behaviour archetype to this CSV file (customer_id,archetype),
+    /// to score personas against (benches/personas.sh).
+    #[arg(long)]
+    pub archetypes: Option<PathBuf>,
 }
 
 fn parse_var(text: &str) -> Result<(String, String), String> {
@@ -204,7 +209,10 @@ fn parse_engine_flag(text: &str) -> Result<String, String> {
 
 /// Parse arguments, run, and map the outcome to an exit code.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => return usage_error(&err),
+    };
     init_logging(&cli);
     // Deep plans recurse deeply: turning a cluster step's plan into protobuf and back overflowed
     // tokio's default 2 MiB thread stack (Ballista's own binaries use 32 MiB, as here).
@@ -220,6 +228,29 @@ pub fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(dispatch(cli));
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+/// A command line clap refused (or `--help`/`--version`, which exit 0). A refused `run` still
+/// ends stdout with its JSON summary line, as every other exit of `run` does.
+fn usage_error(err: &clap::Error) -> ExitCode {
+    let _ = err.print();
+    let code = err.exit_code();
+    let command = Cli::command().ignore_errors(true).try_get_matches().ok();
+    if code == exit::CONFIG && command.as_ref().and_then(|m| m.subcommand_name()) == Some("run") {
+        let rendered = err.render().to_string();
+        let message = rendered
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ");
+        let report = runner::ErrorReport {
+            message: format!("{message} (see `lifemap run --help`)"),
+            exit_code: code,
+            hint: None,
+        };
+        println!("{}", runner::failure_line(None, &report));
+    }
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
@@ -307,8 +338,7 @@ fn overrides(
 async fn run_command(args: RunArgs, progress_allowed: bool) -> i32 {
     let dates: Vec<Option<NaiveDate>> = match (args.from, args.to) {
         (Some(from), Some(to)) if from > to => {
-            eprintln!("error: --from {from} is after --to {to}");
-            return exit::CONFIG;
+            return run_refused(None, Error::Usage(format!("--from {from} is after --to {to}")));
         }
         (Some(from), Some(to)) => from.iter_days().take_while(|d| *d <= to).map(Some).collect(),
         _ => vec![args.pipeline.ds],
@@ -328,7 +358,7 @@ async fn run_command(args: RunArgs, progress_allowed: bool) -> i32 {
             &overrides(&args.pipeline, *ds, args.memory_limit, &args.engine),
         ) {
             Ok(pipeline) => pipeline,
-            Err(diagnostics) => return report(Err(Error::Invalid(diagnostics))),
+            Err(diagnostics) => return run_refused(ds.map(|d| d.to_string()), Error::Invalid(diagnostics)),
         };
         tracing::info!(pipeline = %pipeline.name, ds = %pipeline.date.ds_string(), "run starting");
         let progress = Progress::new(options.progress);
@@ -370,6 +400,13 @@ async fn run_command(args: RunArgs, progress_allowed: bool) -> i32 {
         return code;
     }
     last_code
+}
+
+/// A run that cannot start: the error on stderr, the JSON summary line on stdout.
+fn run_refused(ds: Option<String>, err: Error) -> i32 {
+    print_error(&err);
+    println!("{}", runner::failure_line(ds, &runner::ErrorReport::of(&err)));
+    err.exit_code()
 }
 
 async fn check_command(args: &CheckArgs, progress_allowed: bool) -> i32 {
@@ -599,6 +636,7 @@ fn sample_data(args: &SampleArgs) -> Result<(), Error> {
         end: args.end,
         days: args.days,
         events_format: args.events_format,
+        archetypes: args.archetypes.clone(),
     };
     let stats = sample::generate(&args.out, &settings)?;
     println!("{}", serde_json::to_string(&stats).unwrap_or_default());

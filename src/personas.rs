@@ -41,6 +41,9 @@ pub struct KMeansSpec {
     pub k_max: usize,
     pub sample_size: usize,
     pub seed: u64,
+    /// k-means++ starts per fit; the fit of least inertia is kept. One start can settle in a poor
+    /// local optimum, and the silhouette search then compares poor fits.
+    pub starts: usize,
     pub max_iterations: u64,
     pub order_by: String,
     pub naming: Naming,
@@ -116,12 +119,14 @@ fn nearest(point: ArrayView1<f64>, centroids: &Array2<f64>) -> usize {
     nearest_in(&point.to_vec(), centroids.as_slice().unwrap_or_default())
 }
 
-fn fit(data: &Array2<f64>, k: usize, seed: u64, max_iterations: u64) -> Result<Array2<f64>, PersonaError> {
+/// The centroids of the best of `spec.starts` k-means++ starts (least inertia), every start drawn
+/// from one generator seeded with `spec.seed`, so the same data gives the same fit.
+fn fit(data: &Array2<f64>, k: usize, spec: &KMeansSpec) -> Result<Array2<f64>, PersonaError> {
     let dataset = DatasetBase::from(data.view());
-    let model = KMeans::params_with_rng(k, Xoshiro256Plus::seed_from_u64(seed))
+    let model = KMeans::params_with_rng(k, Xoshiro256Plus::seed_from_u64(spec.seed))
         .init_method(KMeansInit::KMeansPlusPlus)
-        .n_runs(1)
-        .max_n_iterations(max_iterations)
+        .n_runs(spec.starts.max(1))
+        .max_n_iterations(spec.max_iterations)
         .tolerance(1e-9)
         .fit(&dataset)
         .map_err(|err| PersonaError::Fit(err.to_string()))?;
@@ -381,7 +386,7 @@ pub fn cluster<S: AsRef<str>>(
         None => {
             let mut candidates = Vec::new();
             for k in spec.k_min..=spec.k_max.min(sample_data.nrows() - 1) {
-                let centroids = fit(&sample_data, k, spec.seed, spec.max_iterations)?;
+                let centroids = fit(&sample_data, k, spec)?;
                 let labels: Vec<usize> = sample_data
                     .axis_iter(Axis(0))
                     .map(|row| nearest(row, &centroids))
@@ -413,8 +418,8 @@ pub fn cluster<S: AsRef<str>>(
     // all rows in id order.
     let seeds = match seeds {
         Some(seeds) if sample.len() < n => seeds,
-        _ if sample.len() < n => fit(&sample_data, k, spec.seed, spec.max_iterations)?,
-        _ => fit(&data, k, spec.seed, spec.max_iterations)?,
+        _ if sample.len() < n => fit(&sample_data, k, spec)?,
+        _ => fit(&data, k, spec)?,
     };
     let (centroids, labels, iterations) = refine(&data, seeds, spec.max_iterations.max(1000));
 
@@ -573,6 +578,7 @@ mod tests {
             k_max: 6,
             sample_size: 10_000,
             seed: 42,
+            starts: 10,
             max_iterations: 300,
             order_by: "x".into(),
             naming: Naming::Generic,
@@ -581,7 +587,11 @@ mod tests {
 
     /// Three planted blobs around (0,0), (10,0) and (0,10), with a little deterministic jitter.
     fn blobs(per_blob: usize) -> (Vec<String>, Array2<f64>, Vec<usize>) {
-        let centres = [(0.0, 0.0), (10.0, 0.0), (0.0, 10.0)];
+        blobs_around(&[(0.0, 0.0), (10.0, 0.0), (0.0, 10.0)], per_blob)
+    }
+
+    /// A blob of `per_blob` points around each centre (jitter of ±0.5 per axis).
+    fn blobs_around(centres: &[(f64, f64)], per_blob: usize) -> (Vec<String>, Array2<f64>, Vec<usize>) {
         let mut ids = Vec::new();
         let mut rows = Vec::new();
         let mut truth = Vec::new();
@@ -623,6 +633,38 @@ mod tests {
             assert_eq!(personas.len(), 1, "blob {blob}");
         }
         assert_eq!(labels[1], 0, "the blob at x = 10 has the largest x centroid");
+    }
+
+    /// Nine blobs on a 3 × 3 grid, k = 9: the best clustering has one persona per blob, but a
+    /// single k-means++ start settles with two centroids in one blob and one between two others.
+    /// With several starts the least-inertia fit is the planted one.
+    #[test]
+    fn several_starts_find_the_planted_clusters_one_start_misses() {
+        let centres: Vec<(f64, f64)> = (0..9)
+            .map(|i| (f64::from(i % 3) * 4.0, f64::from(i / 3) * 4.0))
+            .collect();
+        let (ids, data, truth) = blobs_around(&centres, 60);
+        let blobs_split = |starts: usize| {
+            let spec = KMeansSpec {
+                starts,
+                k_max: 9,
+                ..spec(Some(9))
+            };
+            let (labels, _) = cluster(&ids, &data, &spec).expect("cluster");
+            (0..centres.len())
+                .filter(|&blob| {
+                    let personas: std::collections::HashSet<usize> = truth
+                        .iter()
+                        .zip(&labels)
+                        .filter(|(t, _)| **t == blob)
+                        .map(|(_, l)| *l)
+                        .collect();
+                    personas.len() > 1
+                })
+                .count()
+        };
+        assert!(blobs_split(1) > 0, "this data should trip a single start");
+        assert_eq!(blobs_split(10), 0);
     }
 
     #[test]

@@ -58,6 +58,37 @@ pub struct Totals {
 pub struct ErrorReport {
     pub message: String,
     pub exit_code: i32,
+    /// What to do about it, when lifemap knows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<&'static str>,
+}
+
+impl ErrorReport {
+    pub fn of(err: &Error) -> Self {
+        Self {
+            message: err.to_string(),
+            exit_code: err.exit_code(),
+            hint: err.hint(),
+        }
+    }
+}
+
+/// The one-line summary of a `run` that failed before it started (a pipeline that does not load,
+/// a bad flag): the keys of [`RunResults::summary_line`], so a scheduler reads every exit alike.
+pub fn failure_line(ds: Option<String>, error: &ErrorReport) -> String {
+    serde_json::json!({
+        "status": "failed",
+        "exit_code": error.exit_code,
+        "pipeline": null,
+        "ds": ds,
+        "run_id": null,
+        "rows": {},
+        "duration_ms": 0,
+        "report": null,
+        "error": error.message,
+        "hint": error.hint,
+    })
+    .to_string()
 }
 
 /// `run_results.json`.
@@ -103,6 +134,7 @@ impl RunResults {
             "duration_ms": self.duration_ms,
             "report": self.report.as_ref().map(|r| r.status.clone()),
             "error": self.error.as_ref().map(|e| e.message.clone()),
+            "hint": self.error.as_ref().and_then(|e| e.hint),
         });
         summary.to_string()
     }
@@ -172,10 +204,7 @@ pub async fn run(
             } else {
                 "failed"
             };
-            results.error = Some(ErrorReport {
-                message: err.to_string(),
-                exit_code: results.exit_code,
-            });
+            results.error = Some(ErrorReport::of(err));
         }
     }
     // Configuration errors happen before a store is known; there is nowhere to write then. A run

@@ -39,6 +39,9 @@ pub struct SampleSettings {
     /// Days of history up to and including `end`.
     pub days: u32,
     pub events_format: EventsFormat,
+    /// Also write each known customer's behaviour archetype here (`customer_id,archetype`): the
+    /// truth that the personas of a run on this sample can be scored against.
+    pub archetypes: Option<PathBuf>,
 }
 
 /// How the event files are written.
@@ -96,6 +99,17 @@ enum Archetype {
 }
 
 impl Archetype {
+    fn name(self) -> &'static str {
+        match self {
+            Archetype::Loyal => "loyal",
+            Archetype::BargainHunter => "bargain_hunter",
+            Archetype::OneTime => "one_time",
+            Archetype::Browser => "browser",
+            Archetype::Lapsed => "lapsed",
+            Archetype::StoreOnly => "store_only",
+        }
+    }
+
     fn pick(rng: &mut ChaCha8Rng) -> Self {
         match rng.random_range(0..100) {
             0..12 => Archetype::Loyal,
@@ -139,6 +153,7 @@ struct Exports {
     orders: csv_like::Writer<GzEncoder<BufWriter<File>>>,
     customers: csv_like::Writer<BufWriter<File>>,
     feedback: csv_like::Writer<BufWriter<File>>,
+    archetypes: Option<(PathBuf, csv_like::Writer<BufWriter<File>>)>,
     stats: SampleStats,
 }
 
@@ -156,11 +171,8 @@ mod csv_like {
                 if i > 0 {
                     self.inner.write_all(b",")?;
                 }
-                if field.contains([',', '"', '\n', '\r']) {
-                    write!(self.inner, "\"{}\"", field.replace('"', "\"\""))?;
-                } else {
-                    self.inner.write_all(field.as_bytes())?;
-                }
+                self.inner
+                    .write_all(lifemap_syntax::csv::quote_field(field).as_bytes())?;
             }
             self.inner.write_all(b"\n")
         }
@@ -185,7 +197,7 @@ fn create(path: &Path) -> Result<BufWriter<File>, Error> {
 }
 
 impl Exports {
-    fn open(root: &Path) -> Result<Self, Error> {
+    fn open(root: &Path, archetypes: Option<&Path>) -> Result<Self, Error> {
         for folder in ["events", "orders", "customers", "feedback"] {
             let path = root.join(folder);
             if path.exists() {
@@ -220,6 +232,14 @@ impl Exports {
         feedback
             .row(&["response_id", "customer_id", "responded_at", "nps_score", "comment"])
             .map_err(io_error(root))?;
+        let archetypes = match archetypes {
+            Some(path) => {
+                let mut writer = csv_like::Writer { inner: create(path)? };
+                writer.row(&["customer_id", "archetype"]).map_err(io_error(path))?;
+                Some((path.to_path_buf(), writer))
+            }
+            None => None,
+        };
         Ok(Self {
             root: root.to_path_buf(),
             events: BTreeMap::new(),
@@ -227,6 +247,7 @@ impl Exports {
             orders,
             customers,
             feedback,
+            archetypes,
             stats: SampleStats {
                 files: 3,
                 ..Default::default()
@@ -271,6 +292,9 @@ impl Exports {
             .inner
             .into_inner()
             .map_err(|e| io_error(&root)(e.into_error()))?;
+        if let Some((path, writer)) = self.archetypes {
+            writer.inner.into_inner().map_err(|e| io_error(&path)(e.into_error()))?;
+        }
         Ok(self.stats)
     }
 }
@@ -486,14 +510,12 @@ impl Generator {
             "properties": properties,
         })
         .to_string();
-        // Late arrivals: filed one or two days after they happened.
+        // Late arrivals: filed one or two days after they happened, past `end` too (a run for
+        // `end` reads them there).
         let mut dt = local_day;
         if self.rng.random_range(0..100) < 2 {
-            let late = dt + Duration::days(self.rng.random_range(1..=2));
-            if late <= self.end {
-                dt = late;
-                out.stats.late_events += 1;
-            }
+            dt += Duration::days(self.rng.random_range(1..=2));
+            out.stats.late_events += 1;
         }
         out.event_line(dt, &line)?;
         out.stats.events += 1;
@@ -582,7 +604,7 @@ pub fn generate(root: &Path, settings: &SampleSettings) -> Result<SampleStats, E
         next_order: 0,
         next_response: 0,
     };
-    let mut out = Exports::open(root)?;
+    let mut out = Exports::open(root, settings.archetypes.as_deref())?;
     let last_day = generator.days - 1;
     // One anonymous prospect for every two customers, interleaved so that stopping at an event
     // count keeps the mix.
@@ -741,6 +763,11 @@ fn customer(g: &mut Generator, out: &mut Exports, index: u64, last_day: i64) -> 
     let customer_id = format!("C{index:07}");
     let anonymous_id = format!("a{:012x}", g.rng.random::<u64>() >> 16);
     let archetype = Archetype::pick(&mut g.rng);
+    if let Some((path, writer)) = &mut out.archetypes {
+        writer
+            .row(&[customer_id.as_str(), archetype.name()])
+            .map_err(io_error(path))?;
+    }
     let (country, offset) = COUNTRIES[g.rng.random_range(0..COUNTRIES.len())];
     let acquisition = ACQUISITION[g.rng.random_range(0..ACQUISITION.len())];
     let first_day = g.day(0, last_day - 3);

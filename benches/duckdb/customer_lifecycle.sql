@@ -32,7 +32,11 @@ WITH staged AS MATERIALIZED (
     event_type,
     channel
   FROM $events_source
+  -- Partitions up to ds, and the rows stamped before as_of of the late-arrival allowance's
+  -- partitions after it (exports file events by day of arrival).
   WHERE dt <= DATE '$ds'
+     OR (dt <= DATE '$ds' + INTERVAL ($late_arrival_days) DAY
+         AND TRY_CAST(occurred_at AS TIMESTAMPTZ) AT TIME ZONE 'UTC' < TIMESTAMP '$as_of')
 ),
 -- Anonymous ids that a forgotten customer's events carried go with that customer.
 forgotten AS (
@@ -290,7 +294,7 @@ totals AS (
   GROUP BY GROUPING SETS ((entry_month), (entry_month, channel))
 ),
 counts AS (
-  SELECT t.entry_month, t.breakdown, t.breakdown_value, s.step, s.step_name, t.s1,
+  SELECT t.entry_month, t.breakdown, t.breakdown_value, s.step, s.step_name, t.s1, t.s3,
     CASE s.step WHEN 1 THEN t.s1 WHEN 2 THEN t.s2 WHEN 3 THEN t.s3 WHEN 4 THEN t.s4 ELSE t.s5 END AS persons
   FROM totals t
   CROSS JOIN (VALUES (1, 'awareness'), (2, 'consideration'), (3, 'purchase'), (4, 'retention'), (5, 'advocacy')) s(step, step_name)
@@ -302,11 +306,12 @@ SELECT
   CAST(step AS INTEGER) AS step,
   step_name,
   persons,
-  CASE WHEN step = 1 THEN 1.0
-       ELSE persons / NULLIF(lag(persons) OVER (PARTITION BY entry_month, breakdown, breakdown_value ORDER BY step), 0)
-  END AS conversion_from_previous,
+  -- Retention and advocacy both count from purchase.
+  persons / NULLIF(CASE WHEN step = 1 THEN s1 WHEN step IN (4, 5) THEN s3 ELSE lag(persons) OVER w END, 0)
+    AS conversion_from_previous,
   persons / NULLIF(s1, 0) AS conversion_from_start
-FROM counts;
+FROM counts
+WINDOW w AS (PARTITION BY entry_month, breakdown, breakdown_value ORDER BY step);
 
 CREATE TEMP TABLE cohort_retention AS
 WITH cohorts AS (
@@ -421,26 +426,12 @@ WITH periods AS (
     ('previous', TIMESTAMP '$as_of' - INTERVAL (2 * $kpi_days) DAY, TIMESTAMP '$as_of' - INTERVAL ($kpi_days) DAY)
   ) p(period, period_start, period_end)
 ),
+-- Active customers are buyers: distinct customers with a completed order in the period.
 order_kpis AS (
-  SELECT p.period, CAST(COALESCE(sum(o.amount), 0) AS DOUBLE) AS revenue, CAST(count(o.order_id) AS DOUBLE) AS orders
+  SELECT p.period, CAST(COALESCE(sum(o.amount), 0) AS DOUBLE) AS revenue, CAST(count(o.order_id) AS DOUBLE) AS orders,
+    CAST(count(DISTINCT o.customer_id) AS DOUBLE) AS active_customers
   FROM periods p
   LEFT JOIN completed_orders o ON o.ordered_at >= p.period_start AND o.ordered_at < p.period_end
-  GROUP BY p.period
-),
--- Activity is labelled with its period first: a range join would compare every event with both.
-activity AS (
-  SELECT CASE WHEN active_at >= TIMESTAMP '$as_of' - INTERVAL ($kpi_days) DAY THEN 'current' ELSE 'previous' END AS period, person_id
-  FROM (
-    SELECT person_id, occurred_at AS active_at FROM person_events WHERE is_known
-    UNION ALL
-    SELECT customer_id, ordered_at FROM completed_orders
-  )
-  WHERE active_at >= TIMESTAMP '$as_of' - INTERVAL (2 * $kpi_days) DAY AND active_at < TIMESTAMP '$as_of'
-),
-active AS (
-  SELECT p.period, CAST(count(DISTINCT a.person_id) AS DOUBLE) AS active_customers
-  FROM periods p
-  LEFT JOIN activity a USING (period)
   GROUP BY p.period
 ),
 buyers AS (
@@ -466,7 +457,7 @@ nps AS (
 ),
 wide AS (
   SELECT *
-  FROM order_kpis JOIN active USING (period) JOIN buyers USING (period) JOIN repeat USING (period) JOIN nps USING (period)
+  FROM order_kpis JOIN buyers USING (period) JOIN repeat USING (period) JOIN nps USING (period)
 ),
 long AS (
   UNPIVOT wide ON revenue, orders, active_customers, new_customers, repeat_purchase_rate, nps, median_days_to_purchase

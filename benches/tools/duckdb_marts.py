@@ -34,6 +34,7 @@ SETTINGS = {
     "nps_months": 12,
     "heatmap_days": 28,
     "kpi_days": 30,
+    "late_arrival_days": 2,
     "trend_weeks": 26,
     "new_customer_days": 30,
     "active_days": 90,

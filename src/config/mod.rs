@@ -1203,6 +1203,7 @@ fn compile_kmeans(
         k_max,
         sample_size: raw.sample_size.unwrap_or(10_000),
         seed: raw.seed.unwrap_or(42),
+        starts: raw.starts.unwrap_or(10).max(1),
         max_iterations: raw.max_iterations.unwrap_or(300),
         order_by,
         naming: raw.naming.unwrap_or_default(),

@@ -6,10 +6,12 @@
 //! - `second_smallest(value)`: a group's second smallest value (a customer's second order);
 //! - `repeated_values(value)`: the integers seen more than once, as a sorted list (duplicate ids);
 //! - `json_fields(line, 'a', 'b.c', ...)`: several text fields of a JSON line, parsed once;
+//! - `csv_record(field, ...)`: fields written back as one CSV record (empty for NULL, quoted when needed);
 //! - `fingerprint(text)`: a 64-bit hash of a text value, for cheap grouping and joining;
 //! - `local_time(ts, zone)`: the wall-clock time in a zone of a UTC timestamp;
 //! - `mann_kendall(x, y)` and `sens_slope(x, y)`: trend statistics of a series.
 
+pub mod csv_record;
 pub mod fingerprint;
 pub mod json_fields;
 pub mod local_time;
@@ -190,6 +192,7 @@ pub fn register_all(registry: &mut dyn FunctionRegistry) -> Result<()> {
     registry.register_udf(Arc::new(ScalarUDF::from(local_time::LocalTime::default())))?;
     registry.register_udf(Arc::new(ScalarUDF::from(fingerprint::Fingerprint::default())))?;
     registry.register_udf(Arc::new(ScalarUDF::from(rfc3339::ParseRfc3339::default())))?;
+    registry.register_udf(Arc::new(ScalarUDF::from(csv_record::CsvRecord::default())))?;
     registry.register_udaf(Arc::new(AggregateUDF::from(window_funnel::WindowFunnel::default())))?;
     registry.register_udaf(Arc::new(
         AggregateUDF::from(window_funnel_by::WindowFunnelBy::default()),

@@ -55,7 +55,17 @@ fn kpi_label(metric: &str) -> (&str, fn(f64) -> String) {
     }
 }
 
-fn kpis(tables: &Tables, out: &mut Vec<Highlight>) {
+/// "over the last 30 days", from the pipeline's KPI period (`kpi_days`) when it has one.
+fn kpi_period(kpi_days: Option<u64>) -> String {
+    match kpi_days {
+        Some(1) => "over the last day".to_string(),
+        Some(days) => format!("over the last {days} days"),
+        None => "against the previous period".to_string(),
+    }
+}
+
+fn kpis(tables: &Tables, kpi_days: Option<u64>, out: &mut Vec<Highlight>) {
+    let period = kpi_period(kpi_days);
     for row in tables.get("kpi_summary").into_iter().flatten() {
         let (Some(metric), Some(value), Some(previous)) =
             (text(row, "metric"), num(row, "value"), num(row, "previous_value"))
@@ -74,7 +84,7 @@ fn kpis(tables: &Tables, out: &mut Vec<Highlight>) {
                 (value - previous) * 100.0
             };
             format!(
-                "{label} {} {} points to {} over the last 30 days.",
+                "{label} {} {} points to {} {period}.",
                 verb(points),
                 group(points.abs(), 1),
                 show(value)
@@ -82,7 +92,7 @@ fn kpis(tables: &Tables, out: &mut Vec<Highlight>) {
         } else {
             let relative = (value - previous) / previous.abs();
             format!(
-                "{label} {} {}% to {} over the last 30 days.",
+                "{label} {} {}% to {} {period}.",
                 verb(relative),
                 group(relative.abs() * 100.0, 1),
                 show(value)
@@ -221,10 +231,15 @@ fn nps(tables: &Tables, out: &mut Vec<Highlight>) {
     });
 }
 
-/// The `limit` biggest movements, biggest first.
-pub fn what_changed(tables: &Tables, funnel_month: Option<&str>, limit: usize) -> Vec<Highlight> {
+/// The `limit` biggest movements, biggest first. `kpi_days` is the length of `kpi_summary`'s period.
+pub fn what_changed(
+    tables: &Tables,
+    funnel_month: Option<&str>,
+    kpi_days: Option<u64>,
+    limit: usize,
+) -> Vec<Highlight> {
     let mut all = Vec::new();
-    kpis(tables, &mut all);
+    kpis(tables, kpi_days, &mut all);
     funnel(tables, funnel_month, &mut all);
     trends(tables, &mut all);
     nps(tables, &mut all);
@@ -288,7 +303,7 @@ mod tests {
 
     #[test]
     fn movements_are_written_out_and_ranked_by_size() {
-        let texts: Vec<String> = what_changed(&tables(), Some("2026-09-01"), 10)
+        let texts: Vec<String> = what_changed(&tables(), Some("2026-09-01"), Some(30), 10)
             .into_iter()
             .map(|h| h.text)
             .collect();
@@ -305,11 +320,32 @@ mod tests {
                 "NPS fell 1.5 points to 30.5 in October 2026.",
             ]
         );
-        assert_eq!(what_changed(&tables(), Some("2026-09-01"), 2).len(), 2);
+        assert_eq!(what_changed(&tables(), Some("2026-09-01"), Some(30), 2).len(), 2);
+    }
+
+    /// The period in the sentences is the pipeline's, not a fixed 30 days.
+    #[test]
+    fn kpi_sentences_name_the_configured_period() {
+        let texts: Vec<String> = what_changed(&tables(), None, Some(7), 10)
+            .into_iter()
+            .map(|h| h.text)
+            .collect();
+        assert!(
+            texts.contains(&"Revenue fell 4.0% to $28,879 over the last 7 days.".to_string()),
+            "{texts:?}"
+        );
+        assert!(texts.iter().all(|t| !t.contains("30 days")), "{texts:?}");
+        let unknown = what_changed(&tables(), None, None, 10);
+        assert!(
+            unknown
+                .iter()
+                .any(|h| h.text == "Revenue fell 4.0% to $28,879 against the previous period."),
+            "{unknown:?}"
+        );
     }
 
     #[test]
     fn missing_marts_give_no_sentences() {
-        assert!(what_changed(&Tables::new(), None, 5).is_empty());
+        assert!(what_changed(&Tables::new(), None, Some(30), 5).is_empty());
     }
 }

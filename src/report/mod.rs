@@ -115,20 +115,33 @@ async fn read_partition(partition: &Location, mart: &str, ds: &str) -> Result<Ve
         ))
     })?;
     let mut batches = Vec::new();
+    let mut schema: Option<SchemaRef> = None;
     for file in &manifest.files {
         let path = format!("{}{}", partition.folder_url(), file.name);
         let bytes = storage::get(partition, &file.name)
             .await?
             .ok_or_else(|| report_error(format!("{path}, listed in _SUCCESS, does not exist")))?;
         let parquet_error = |err: &dyn std::fmt::Display| report_error(format!("reading {path}: {err}"));
-        let reader = ParquetRecordBatchReaderBuilder::try_new(bytes)
-            .and_then(|builder| builder.build())
-            .map_err(|err| parquet_error(&err))?;
-        for batch in reader {
+        let builder = ParquetRecordBatchReaderBuilder::try_new(bytes).map_err(|err| parquet_error(&err))?;
+        // The schema comes from the file, not from its first batch: a mart with no rows (no row
+        // quarantined, no survey answer) still has its columns for the report's queries.
+        schema.get_or_insert_with(|| builder.schema().clone());
+        for batch in builder.build().map_err(|err| parquet_error(&err))? {
             batches.push(batch.map_err(|err| parquet_error(&err))?);
         }
     }
-    Ok(batches)
+    Ok(with_schema(batches, schema))
+}
+
+/// `batches`, or one empty batch of `schema` when there are none, so every table keeps its
+/// columns.
+fn with_schema(mut batches: Vec<RecordBatch>, schema: Option<SchemaRef>) -> Vec<RecordBatch> {
+    if batches.is_empty()
+        && let Some(schema) = schema
+    {
+        batches.push(RecordBatch::new_empty(schema));
+    }
+    batches
 }
 
 /// Register the marts as tables and add each query's result to `data`.
@@ -157,8 +170,9 @@ async fn run_queries(ctx: &SessionContext, report: &Report, data: &mut ReportDat
             source,
         };
         let frame = ctx.sql(sql).await.map_err(engine_error)?;
+        let schema: SchemaRef = Arc::new(frame.schema().as_arrow().clone());
         let batches = frame.collect().await.map_err(engine_error)?;
-        data.tables.insert(name.clone(), batches);
+        data.tables.insert(name.clone(), with_schema(batches, Some(schema)));
     }
     Ok(())
 }
@@ -404,11 +418,8 @@ fn context(pipeline: &Pipeline, data: &ReportData, run: &RunInfo) -> Result<Valu
     for (name, batches) in &data.tables {
         tables.insert(name.clone(), to_rows(batches)?);
     }
-    let window_days = pipeline
-        .vars
-        .get("conversion_window_days")
-        .and_then(|v| u64::try_from(v.clone()).ok())
-        .unwrap_or(30);
+    let days_var = |name: &str| pipeline.vars.get(name).and_then(|v| u64::try_from(v.clone()).ok());
+    let window_days = days_var("conversion_window_days").unwrap_or(30);
     let entry_months: Vec<String> = tables
         .get("lifecycle_funnel")
         .into_iter()
@@ -416,10 +427,11 @@ fn context(pipeline: &Pipeline, data: &ReportData, run: &RunInfo) -> Result<Valu
         .filter_map(|row| row.get("entry_month")?.as_str().map(str::to_owned))
         .collect();
     let funnel_month = funnel_month(&entry_months, pipeline.date.ds, window_days);
-    let highlights: Vec<String> = highlights::what_changed(&tables, funnel_month.as_deref(), HIGHLIGHTS)
-        .into_iter()
-        .map(|h| h.text)
-        .collect();
+    let highlights: Vec<String> =
+        highlights::what_changed(&tables, funnel_month.as_deref(), days_var("kpi_days"), HIGHLIGHTS)
+            .into_iter()
+            .map(|h| h.text)
+            .collect();
     Ok(minijinja::context! {
         pipeline => pipeline.name.clone(),
         description => pipeline.description.clone(),

@@ -587,8 +587,8 @@ fn a_memory_limit_gives_the_same_marts_or_fails_clearly() {
         )
     };
     let (_, unlimited) = journeys("unlimited", None, 0);
-    // 32 MiB: work that does not fit spills to disk; the marts are the same.
-    let (_, limited) = journeys("limited", Some("32MiB"), 0);
+    // 16 MiB: work that does not fit spills to disk; the marts are the same.
+    let (_, limited) = journeys("limited", Some("16MiB"), 0);
     let digest = |folder: &std::path::Path| {
         crate::common::first_column(
             folder,
@@ -617,7 +617,7 @@ fn a_memory_limit_gives_the_same_marts_or_fails_clearly() {
     assert_eq!(on_disk("unlimited"), []);
     let held = on_disk("limited");
     let names: Vec<&str> = held.iter().map(|(name, _, _)| name.as_str()).collect();
-    assert!(names.contains(&"stg_events"), "{held:?}");
+    assert!(names.contains(&"person_events"), "{held:?}");
     let rows_of = |marts: &str, name: &str| {
         crate::common::run_results(&project, marts)["steps"]
             .as_array()
@@ -686,4 +686,113 @@ fn a_steps_settings_hold_for_that_step_alone() {
     // DataFusion's default is 4; the step that names 2 sees 2, the next one the default again.
     assert_eq!(value("tuned"), ["2"], "{}", outcome.stderr);
     assert_eq!(value("untuned"), ["4"]);
+}
+
+/// What a scheduler reads: the last stdout line of `run` is one JSON object on every exit, with
+/// the status, the exit code, the ds, and the error and its hint when there is one.
+#[test]
+fn every_exit_of_run_ends_stdout_with_its_json_summary() {
+    let last_line = |outcome: &crate::common::Outcome, code: i32| -> serde_json::Value {
+        assert_eq!(
+            outcome.code, code,
+            "stdout:\n{}\nstderr:\n{}",
+            outcome.stdout, outcome.stderr
+        );
+        let summary = outcome.summary();
+        assert_eq!(summary["exit_code"], code, "{summary}");
+        summary
+    };
+
+    let project = fixture::local_shop();
+    let success = last_line(&run_shop(&project, &["--ds", "2026-10-31"]), 0);
+    assert_eq!(
+        (&success["status"], &success["ds"], &success["error"], &success["hint"]),
+        (
+            &"success".into(),
+            &"2026-10-31".into(),
+            &serde_json::Value::Null,
+            &serde_json::Value::Null
+        )
+    );
+
+    let skipped = last_line(&run_shop(&project, &["--ds", "2026-11-05"]), 99);
+    assert_eq!(
+        (&skipped["status"], &skipped["ds"]),
+        (&"skipped".into(), &"2026-11-05".into())
+    );
+
+    // Another run holds the lock: temporary, with what to do about it.
+    write_lock(
+        &project,
+        &this_host(),
+        std::process::id(),
+        &chrono::Utc::now().to_rfc3339(),
+    );
+    let busy = last_line(&run_shop(&project, &["--ds", "2026-10-31"]), 75);
+    assert_eq!(busy["status"], "failed");
+    assert!(busy["error"].as_str().is_some_and(|e| e.contains("holds")), "{busy}");
+    assert!(busy["hint"].as_str().is_some_and(|h| h.contains("retry")), "{busy}");
+    std::fs::remove_file(project.path("out/_runs/ds=2026-10-31/_lock")).expect("unlock");
+
+    project.write("sql/revenue.sql", "SELECT no_such_column FROM orders");
+    let failed = last_line(&run_shop(&project, &["--ds", "2026-10-31"]), 1);
+    assert!(
+        failed["error"].as_str().is_some_and(|e| e.contains("step `revenue`")),
+        "{failed}"
+    );
+
+    // A pipeline that does not load: the file, line and key, and no run id (nothing ran).
+    project.write(
+        "pipelines/broken.yaml",
+        "name: broken\nsources:\n  events:\n    locaton: x/\n",
+    );
+    let mut command = project.lifemap();
+    command.args(["run", "pipelines/broken.yaml", "--ds", "2026-10-31"]);
+    let invalid = last_line(&run(command), 2);
+    assert_eq!(
+        (&invalid["status"], &invalid["ds"]),
+        (&"failed".into(), &"2026-10-31".into())
+    );
+    assert!(invalid["run_id"].is_null());
+    let error = invalid["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("broken.yaml:4") && error.contains("locaton"),
+        "{invalid}"
+    );
+    assert!(
+        invalid["hint"].as_str().is_some_and(|h| h.contains("lifemap validate")),
+        "{invalid}"
+    );
+
+    // Flags clap refuses, and a range that runs backwards.
+    let bad_flag = last_line(&run_shop(&project, &["--ds", "2026-10-31", "--bogus"]), 2);
+    assert!(
+        bad_flag["error"].as_str().is_some_and(|e| e.contains("--bogus")),
+        "{bad_flag}"
+    );
+    let backwards = last_line(&run_shop(&project, &["--from", "2026-10-31", "--to", "2026-10-30"]), 2);
+    assert!(
+        backwards["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("--from 2026-10-31 is after --to 2026-10-30")),
+        "{backwards}"
+    );
+
+    let options = options_project();
+    let mut command = options.lifemap();
+    command.args([
+        "run",
+        "pipelines/options.yaml",
+        "--ds",
+        "2026-10-31",
+        "--var",
+        "min_amount=10",
+    ]);
+    let quality = last_line(&run(command), 3);
+    assert!(
+        quality["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("amounts_reach_the_minimum")),
+        "{quality}"
+    );
 }

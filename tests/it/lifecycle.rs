@@ -156,7 +156,8 @@ fn funnel_levels_by_entry_month_and_channel() {
             "2|consideration|0.75|0.75",
             "3|purchase|1.0|0.75",
             "4|retention|0.3333|0.25",
-            "5|advocacy|1.0|0.25"
+            // Advocacy, like retention, is a share of the purchasers (3), not of the retained (1).
+            "5|advocacy|0.3333|0.25"
         ]
     );
 }
@@ -226,7 +227,9 @@ fn cohorts_nps_kpis_and_quarantine() {
         ),
         vec!["2026-10-01|3|1|1|1|0.0"]
     );
-    // Current: 10-02 to 11-01; previous: 09-02 to 10-02.
+    // Current: 10-02 to 11-01; previous: 09-02 to 10-02. Active customers are buyers: c1, c2, c3, c5
+    // and c6 ordered in the current period, nobody in the previous one (c3's and c4's events then
+    // are not purchases).
     assert_eq!(
         rows(
             &project,
@@ -236,7 +239,7 @@ fn cohorts_nps_kpis_and_quarantine() {
         vec![
             "revenue|300.0|0.0|300.0",
             "orders|6.0|0.0|6.0",
-            "active_customers|5.0|2.0|3.0",
+            "active_customers|5.0|0.0|5.0",
             "new_customers|5.0|0.0|5.0",
             "repeat_purchase_rate|0.2|-|-",
             "nps|0.0|-|-",
@@ -273,6 +276,22 @@ fn cohorts_nps_kpis_and_quarantine() {
     .map(|(k, v)| (k.to_string(), v.to_string()))
     .collect();
     assert_eq!(quarantine, expected);
+    // A quarantined CSV row is the record as it arrived: an empty field keeps its place (o8 has
+    // no customer) and a quoted field keeps its quotes, so every one is a line of the export.
+    for (source, export) in [("orders", ORDERS), ("feedback", FEEDBACK)] {
+        let raws = rows(
+            &project,
+            "quarantine",
+            &format!("SELECT raw FROM t WHERE source = '{source}' ORDER BY raw"),
+        );
+        assert!(!raws.is_empty());
+        for raw in &raws {
+            assert!(
+                export.lines().any(|line| line == raw),
+                "{source}: `{raw}` is no line of the export"
+            );
+        }
+    }
     // The later copy of e14 is the duplicate; the kept copy is the earliest.
     assert_eq!(
         rows(
@@ -337,41 +356,139 @@ fn weekly_lifecycle_and_heatmap_in_utc_and_in_new_york() {
     );
 }
 
+/// Every mart's bytes by mart name.
+fn snapshot(project: &Project) -> BTreeMap<String, Vec<u8>> {
+    let root = project.path("marts");
+    files_below(&root)
+        .into_iter()
+        .filter(|f| f.ends_with(".parquet") && !f.starts_with("_runs"))
+        .map(|f| {
+            let mart = f.split('/').next().unwrap_or_default().to_string();
+            (mart, std::fs::read(root.join(&f)).expect("read"))
+        })
+        .collect()
+}
+
+/// Late arrivals: exports file events by day of arrival, so the partitions after ds (up to the
+/// allowance, 2 days) hold events stamped before as_of, which count. Rows of those partitions
+/// stamped later, or with no usable timestamp, belong to a later ds, and partitions beyond the
+/// allowance are not read.
+const LATE_1101: &[&str] = &[
+    // c4, stamped 10-30 10:00: counts for ds 10-31.
+    r#"{"event_id":"e20","occurred_at":"2026-10-30T10:00:00Z","customer_id":"c4","anonymous_id":null,"event_type":"product_view","channel":"web","properties":{}}"#,
+    // c4 again, stamped after as_of: ds 11-01's.
+    r#"{"event_id":"e21","occurred_at":"2026-11-01T10:00:00Z","customer_id":"c4","anonymous_id":null,"event_type":"page_view","channel":"web","properties":{}}"#,
+    // c2 at 02:00 UTC on 11-01: after as_of in UTC, but 22:00 on 10-31 in New York.
+    r#"{"event_id":"e23","occurred_at":"2026-11-01T02:00:00Z","customer_id":"c2","anonymous_id":null,"event_type":"page_view","channel":"web","properties":{}}"#,
+    // A copy of e5 (c2, 10-10): a duplicate of ds 10-31.
+    r#"{"event_id":"e5","occurred_at":"2026-10-10T12:00:00Z","customer_id":"c2","anonymous_id":null,"event_type":"product_view","channel":"web","properties":{}}"#,
+    // No id, stamped 10-31: quarantined with ds 10-31. The same stamped 11-01: not this ds's.
+    r#"{"event_id":"e24","occurred_at":"2026-10-31T08:00:00Z","customer_id":null,"anonymous_id":null,"event_type":"page_view","channel":"web","properties":{}}"#,
+    r#"{"event_id":"e25","occurred_at":"2026-11-01T08:00:00Z","customer_id":null,"anonymous_id":null,"event_type":"page_view","channel":"web","properties":{}}"#,
+    // No usable timestamp, or not JSON at all: nothing says they belong to ds 10-31.
+    r#"{"event_id":"e26","occurred_at":"tomorrow","customer_id":"c4","anonymous_id":null,"event_type":"page_view","channel":"web","properties":{}}"#,
+    r#"{"event_id":"e27","occurr"#,
+];
+
 #[test]
-fn a_rerun_after_late_data_gives_the_same_marts() {
+fn late_filed_events_count_for_the_ds_they_were_stamped_in() {
     let project = shop();
     run_lifecycle(&project, "UTC");
-    let snapshot = |project: &Project| -> BTreeMap<String, Vec<u8>> {
-        let root = project.path("marts");
-        files_below(&root)
-            .into_iter()
-            .filter(|f| f.ends_with(".parquet") && !f.starts_with("_runs"))
-            .map(|f| {
-                let mart = f.split('/').next().unwrap_or_default().to_string();
-                (mart, std::fs::read(root.join(&f)).expect("read"))
-            })
-            .collect()
-    };
     let before = snapshot(&project);
     assert_eq!(before.len(), 11, "one file per mart");
-    // An event of 10-30 that arrived on 11-01, and an order stamped after as_of: neither belongs to ds 10-31.
     project.write(
         "exports/events/dt=2026-11-01/part-0.ndjson",
-        r#"{"event_id":"e20","occurred_at":"2026-10-30T10:00:00Z","customer_id":"c4","anonymous_id":null,"event_type":"product_view","channel":"web","properties":{}}"#,
+        LATE_1101.join("\n") + "\n",
     );
+    // Three days late: beyond the allowance, so never read for ds 10-31 (c4 would be seen on 10-31).
+    project.write(
+        "exports/events/dt=2026-11-03/part-0.ndjson",
+        r#"{"event_id":"e22","occurred_at":"2026-10-31T12:00:00Z","customer_id":"c4","anonymous_id":null,"event_type":"page_view","channel":"web","properties":{}}"#,
+    );
+    // An order stamped at as_of belongs to the next ds.
     project.write_gz(
         "exports/orders/orders.csv.gz",
         &format!("{ORDERS}o13,c4,2026-11-01T00:00:00Z,10.00,USD,home,web,completed\n"),
     );
     run_lifecycle(&project, "UTC");
+    let last_seen = |project: &Project| {
+        rows(
+            project,
+            "customer_journey",
+            "SELECT concat_ws('|', person_id, last_seen_at, orders) FROM t WHERE person_id IN ('c2', 'c4') ORDER BY person_id",
+        )
+    };
+    assert_eq!(
+        last_seen(&project),
+        vec!["c2|2026-10-10T12:00:00|1", "c4|2026-10-30T10:00:00|0"]
+    );
+    // c4 is active again in the week of 10-26 (resurrecting), and the heatmap has its Friday 10:00 event.
+    let last_week = rows(
+        &project,
+        "lifecycle_status",
+        "SELECT concat_ws('|', status, persons) FROM t WHERE week_start = DATE '2026-10-26' ORDER BY status",
+    );
+    assert_eq!(last_week, vec!["dormant|1", "new|0", "resurrecting|1", "returning|1"]);
+    assert_eq!(
+        rows(
+            &project,
+            "activity_heatmap",
+            "SELECT concat_ws('|', events, persons) FROM t WHERE day_of_week = 5 AND hour = 10"
+        ),
+        vec!["1|1"]
+    );
+    let late_quarantine = rows(
+        &project,
+        "quarantine",
+        "SELECT concat_ws('|', reason, COUNT(*)) FROM t WHERE source = 'events' GROUP BY reason ORDER BY reason",
+    );
+    // Before: bad_timestamp 2, duplicate 2, malformed 1, missing_id 2.
+    assert_eq!(
+        late_quarantine,
+        vec!["bad_timestamp|2", "duplicate|3", "malformed|1", "missing_id|3"]
+    );
+    assert_eq!(
+        rows(
+            &project,
+            "quarantine",
+            "SELECT raw FROM t WHERE raw LIKE '%e24%' OR raw LIKE '%e25%' OR raw LIKE '%e26%' OR raw LIKE '%e27%'"
+        ),
+        vec![LATE_1101[4].to_string()]
+    );
+    // Documented: a run made before late data lands differs from a rerun after it.
     let after = snapshot(&project);
     let changed: Vec<&String> = before
         .keys()
         .filter(|mart| before.get(*mart) != after.get(*mart))
         .collect();
+    // (The week of 10-26 is not complete at as_of, so the trend marts do not see c4's event.)
+    assert_eq!(
+        changed,
+        vec!["activity_heatmap", "customer_journey", "lifecycle_status", "quarantine"]
+    );
+
+    // Once late data has settled, newer exports change nothing: a rerun gives the same bytes.
+    project.write(
+        "exports/events/dt=2026-11-05/part-0.ndjson",
+        r#"{"event_id":"e28","occurred_at":"2026-10-29T12:00:00Z","customer_id":"c4","anonymous_id":null,"event_type":"page_view","channel":"web","properties":{}}"#,
+    );
+    run_lifecycle(&project, "UTC");
     assert!(
-        changed.is_empty() && after.len() == before.len(),
-        "marts that changed: {changed:?}"
+        snapshot(&project) == after,
+        "a rerun after data beyond the allowance changed the marts"
+    );
+
+    // West of UTC, events stamped before as_of sit in the next UTC day's partition even when
+    // nothing is late: c2's 22:00 page view on 10-31 in New York counts.
+    let project = shop();
+    project.write(
+        "exports/events/dt=2026-11-01/part-0.ndjson",
+        LATE_1101.join("\n") + "\n",
+    );
+    run_lifecycle(&project, "America/New_York");
+    assert_eq!(
+        last_seen(&project),
+        vec!["c2|2026-11-01T02:00:00|1", "c4|2026-10-30T10:00:00|0"]
     );
 }
 

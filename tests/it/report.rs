@@ -15,7 +15,12 @@ fn sample_exports() -> String {
 
 /// The bundled pipeline on the bundled sample data, delivering to `<project>/outbox`.
 fn sample_run(project: &Project) -> assert_cmd::Command {
-    let mut command = bundled_run(project, &sample_exports(), "marts");
+    outbox_run(project, &sample_exports())
+}
+
+/// The bundled pipeline on `exports`, delivering to `<project>/outbox`.
+fn outbox_run(project: &Project, exports: &str) -> assert_cmd::Command {
+    let mut command = bundled_run(project, exports, "marts");
     command.env("LIFEMAP_OUTBOX", project.path("outbox"));
     for var in [
         "LIFEMAP_REPORT_TRANSPORT",
@@ -703,4 +708,72 @@ fn a_data_value_in_the_subject_cannot_add_mail_headers() {
         .map(|list| list.iter().filter_map(|a| a.address().map(str::to_string)).collect())
         .unwrap_or_default();
     assert_eq!(to, ["boss@example.com"]);
+}
+
+/// A clean export, as a new user's first one often is: no row quarantined, no survey answer, and
+/// every first purchase older than the cohort window. Each of those marts is empty, and the report
+/// is still rendered and sent. Its periods and windows are the pipeline's settings (7-day KPIs,
+/// a 14-day conversion window), never a fixed 30 days.
+#[test]
+fn a_report_of_empty_marts_is_sent_and_names_the_configured_periods() {
+    let project = Project::new();
+    project.write(
+        "exports/events/dt=2026-10-31/part-0.ndjson",
+        [
+            r#"{"event_id":"e1","occurred_at":"2026-09-20T10:00:00Z","customer_id":"c1","anonymous_id":null,"event_type":"ad_click","channel":"search","properties":{}}"#,
+            r#"{"event_id":"e2","occurred_at":"2026-09-21T10:00:00Z","customer_id":"c1","anonymous_id":null,"event_type":"product_view","channel":"web","properties":{}}"#,
+            r#"{"event_id":"e3","occurred_at":"2026-10-28T09:00:00Z","customer_id":"c2","anonymous_id":null,"event_type":"email_open","channel":"email","properties":{}}"#,
+            r#"{"event_id":"e4","occurred_at":"2026-10-29T12:00:00Z","customer_id":"c3","anonymous_id":null,"event_type":"page_view","channel":"web","properties":{}}"#,
+        ]
+        .join("\n"),
+    );
+    project.write(
+        "exports/orders/orders.csv",
+        "order_id,customer_id,ordered_at,amount,currency,category,channel,status\n\
+         o1,c1,2025-03-05T10:00:00Z,40.00,USD,home,web,completed\n\
+         o2,c2,2025-03-10T10:00:00Z,25.00,USD,beauty,web,completed\n\
+         o3,c3,2025-04-01T10:00:00Z,60.00,USD,sports,app,completed\n",
+    );
+    project.write(
+        "exports/customers/customers.csv",
+        "customer_id,email,signup_at,country,acquisition_channel\n\
+         c1,c1@example.com,2025-03-01T10:00:00Z,DE,search\n\
+         c2,c2@example.com,2025-03-01T10:00:00Z,US,email\n\
+         c3,c3@example.com,2025-03-01T10:00:00Z,GB,direct\n",
+    );
+    project.write(
+        "exports/feedback/feedback.csv",
+        "response_id,customer_id,responded_at,nps_score,comment\n",
+    );
+    let mut command = outbox_run(&project, "exports");
+    command.args(["--var", "kpi_days=7", "--var", "conversion_window_days=14"]);
+    let outcome = run_expecting(command, 0);
+    assert_eq!(outcome.summary()["report"], "sent", "{}", outcome.stderr);
+    let rows = outcome.summary()["rows"].clone();
+    assert_eq!(
+        (&rows["quarantine"], &rows["nps_monthly"], &rows["cohort_retention"]),
+        (&0.into(), &0.into(), &0.into()),
+        "{rows}"
+    );
+
+    let eml = std::fs::read(project.path("outbox/2026-10-31-customer_lifecycle.eml")).expect("eml");
+    let message = MessageParser::default().parse(&eml).expect("mime");
+    let html = message.body_html(0).expect("html").into_owned();
+    let text = message.body_text(0).expect("text").into_owned();
+    for part in [&html, &text] {
+        for fixed in ["30 days", "30-day", "Previous 30", "Last 30"] {
+            assert!(!part.contains(fixed), "`{fixed}` in:\n{part}");
+        }
+        assert!(
+            part.contains("7 days to 31 October against the 7 days before"),
+            "{part}"
+        );
+        assert!(part.contains("No input row was quarantined."), "{part}");
+    }
+    assert!(html.contains("Last 7 days") && html.contains("Previous 7"), "{html}");
+    // September's entrants: the latest month whose 14-day window has closed.
+    assert!(
+        html.contains("the latest month whose 14-day conversion window has closed"),
+        "{html}"
+    );
 }

@@ -503,6 +503,9 @@ pub struct RawKMeans {
     /// Seed of the k-means++ initialisation. Default 42.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// k-means++ starts per fit, the one of least inertia kept (all drawn from `seed`). Default 10.
+    #[serde(default)]
+    pub starts: Option<usize>,
     #[serde(default)]
     pub max_iterations: Option<u64>,
     /// Clusters are numbered by descending centroid of this feature. Default: the first feature.
