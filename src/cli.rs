@@ -11,10 +11,11 @@ use chrono::NaiveDate;
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 
 use crate::config::{self, Overrides, Pipeline, parse_ds};
+use crate::engine::session;
 use crate::error::{Error, exit};
 use crate::progress::Progress;
 use crate::runner::{self, RunOptions};
-use crate::{sample, session, sources, transform};
+use crate::{sample, sources, transform};
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -73,9 +74,9 @@ pub enum Command {
     /// Write a deterministic sample of customer exports (events, orders, customers, feedback).
     SampleData(SampleArgs),
     /// Start a Ballista scheduler with lifemap's SQL functions and S3 access (see `--engine`).
-    Scheduler(crate::cluster::SchedulerArgs),
+    Scheduler(crate::engine::cluster::SchedulerArgs),
     /// Start a Ballista executor with lifemap's SQL functions and S3 access, serving a scheduler.
-    Executor(crate::cluster::ExecutorArgs),
+    Executor(crate::engine::cluster::ExecutorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -285,8 +286,8 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Plan(args) => report(plan(&args).await),
         Command::Report(args) => report(render_report(&args).await),
         Command::SampleData(args) => report(sample_data(&args)),
-        Command::Scheduler(args) => report(crate::cluster::run_scheduler(args).await),
-        Command::Executor(args) => report(crate::cluster::run_executor(args).await),
+        Command::Scheduler(args) => report(crate::engine::cluster::run_scheduler(args).await),
+        Command::Executor(args) => report(crate::engine::cluster::run_executor(args).await),
     }
 }
 

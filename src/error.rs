@@ -10,7 +10,7 @@ use datafusion::error::DataFusionError;
 
 use crate::config::{Diagnostics, SqlOrigin};
 
-/// Exit codes of the `lifemap` binary (documented in `--help` and the README).
+/// Exit codes of the `lifemap` binary (documented in `--help` and docs/operations.md).
 pub mod exit {
     pub const SUCCESS: i32 = 0;
     pub const RUN_FAILED: i32 = 1;

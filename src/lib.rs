@@ -4,6 +4,7 @@
 //! Parquet. The modules follow the data's path:
 //!
 //! - [`config`]: the pipeline file, parsed and compiled for one logical date;
+//! - [`engine`]: DataFusion sessions, local or on a Ballista cluster, and the memory policy;
 //! - [`storage`]: local folders and S3-compatible object stores;
 //! - [`sources`]: inputs registered as tables;
 //! - [`transform`]: SQL steps in dependency order, with lifemap's SQL [`functions`];
@@ -14,9 +15,9 @@
 //! - [`cli`]: the `lifemap` command line.
 
 pub mod cli;
-pub mod cluster;
 pub mod config;
 pub mod delivery;
+pub mod engine;
 pub mod error;
 pub mod functions;
 pub mod lock;
@@ -27,10 +28,8 @@ pub mod quality;
 pub mod report;
 pub mod runner;
 pub mod sample;
-pub mod session;
 pub mod sources;
 pub mod storage;
-pub mod template;
 pub mod transform;
 
 pub use error::Error;

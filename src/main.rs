@@ -5,7 +5,7 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    lifemap::session::on_memory_limit(purge_freed_memory);
+    lifemap::engine::memory::on_memory_limit(purge_freed_memory);
     lifemap::cli::main()
 }
 

@@ -226,14 +226,14 @@ pub async fn run(
 
 /// The lock of this pipeline's `ds` (see [`crate::lock`]).
 async fn acquire_lock(pipeline: &Pipeline, results: &RunResults) -> Result<crate::lock::RunLock, Error> {
-    let ctx = crate::session::create(pipeline)?;
+    let ctx = crate::engine::session::create(pipeline)?;
     let root = storage::resolve(&ctx, &pipeline.output_location)?;
     let folder = root.child("_runs").child(&format!("ds={}", results.ds));
     crate::lock::RunLock::acquire(folder, &results.run_id, pipeline.lock_timeout).await
 }
 
 async fn write_results(pipeline: &Pipeline, results: &RunResults) -> Result<(), Error> {
-    let ctx = crate::session::create(pipeline)?;
+    let ctx = crate::engine::session::create(pipeline)?;
     let root = storage::resolve(&ctx, &pipeline.output_location)?;
     let folder = root.child("_runs").child(&format!("ds={}", results.ds));
     let body = serde_json::to_vec_pretty(results).map_err(|err| Error::Mart {
@@ -247,7 +247,7 @@ async fn write_results(pipeline: &Pipeline, results: &RunResults) -> Result<(), 
 /// (empty when there is none), for a report rendered after the run.
 pub async fn last_run_info(pipeline: &Pipeline) -> crate::report::RunInfo {
     let read = async {
-        let ctx = crate::session::create(pipeline).ok()?;
+        let ctx = crate::engine::session::create(pipeline).ok()?;
         let root = storage::resolve(&ctx, &pipeline.output_location).ok()?;
         let folder = root.child("_runs").child(&format!("ds={}", pipeline.date.ds_string()));
         let bytes = storage::get(&folder, "run_results.json").await.ok()??;
@@ -330,7 +330,7 @@ async fn execute(
     }
     let step_indexes = graph.closure(&targets);
 
-    let ctx = crate::session::create(pipeline)?;
+    let ctx = crate::engine::session::create(pipeline)?;
     progress.message("checking inputs");
     sources::check_ds_input(&ctx, pipeline).await?;
     progress.message("registering sources");

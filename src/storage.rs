@@ -15,7 +15,7 @@ use object_store::{BackoffConfig, ClientConfigKey, RetryConfig};
 use object_store::{ObjectStore, ObjectStoreExt};
 use url::Url;
 
-use crate::config::{Pipeline, S3Settings};
+use crate::config::S3Settings;
 use crate::error::Error;
 
 /// A location resolved to its store.
@@ -113,14 +113,13 @@ pub fn resolve(ctx: &SessionContext, location: &str) -> Result<Location, Error> 
     Ok(Location { url, store, path })
 }
 
-/// Register an S3 client for every bucket the pipeline names.
-pub fn register_stores(ctx: &SessionContext, pipeline: &Pipeline) -> Result<(), Error> {
+/// Register an S3 client, built with `settings`, for every bucket `locations` name.
+pub fn register_stores<'a>(
+    ctx: &SessionContext,
+    settings: &S3Settings,
+    locations: impl IntoIterator<Item = &'a str>,
+) -> Result<(), Error> {
     let mut buckets: Vec<String> = Vec::new();
-    let locations = pipeline
-        .sources
-        .iter()
-        .map(|s| s.location.as_str())
-        .chain([pipeline.output_location.as_str()]);
     for location in locations {
         if let Some(rest) = location.strip_prefix("s3://") {
             let bucket = rest.split('/').next().unwrap_or_default();
@@ -133,7 +132,7 @@ pub fn register_stores(ctx: &SessionContext, pipeline: &Pipeline) -> Result<(), 
         }
     }
     for bucket in buckets {
-        let store = build_s3(&pipeline.s3, &bucket)?;
+        let store = build_s3(settings, &bucket)?;
         let url =
             Url::parse(&format!("s3://{bucket}")).map_err(|err| Error::Usage(format!("bucket `{bucket}`: {err}")))?;
         ctx.register_object_store(&url, store);

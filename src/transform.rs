@@ -494,7 +494,7 @@ pub async fn run_step(
             .map_err(|source| step_error(step, source))?;
         let budget = task_ctx
             .session_config()
-            .get_extension::<on_disk::HeldMemory>()
+            .get_extension::<crate::engine::memory::HeldMemory>()
             .map(|held| on_disk::Budget::new(&held, plan.output_partitioning().partition_count()));
         let held = on_disk::hold(Arc::clone(&plan), task_ctx, budget, compact)
             .await

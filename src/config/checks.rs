@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::raw::{RawCheck, RawNumber, RawRowCount};
 use super::{Check, Compiler, did_you_mean, parse_duration};
-use crate::template::TemplateContext;
+use crate::config::template::TemplateContext;
 
 /// The placeholder a `row_count` check with `max_change_percent` carries until the run knows the
 /// rows of the mart's previous partition (it stays NULL, and the comparison passes, when there is none).

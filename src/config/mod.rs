@@ -8,14 +8,16 @@
 //! The result, [`Pipeline`], is everything a run needs, for one logical date.
 
 pub mod checks;
+pub mod date;
 pub mod report;
+pub mod template;
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
+use chrono::NaiveDate;
 use chrono_tz::Tz;
 use datafusion::arrow::datatypes::{DataType, TimeUnit};
 use datafusion::parquet::basic::{Compression, GzipLevel, ZstdLevel};
@@ -26,10 +28,11 @@ pub use lifemap_syntax::units::{parse_bytes, parse_duration};
 /// The file as written, and `${ENV}` placeholders: in lifemap-syntax, which the fuzz targets test.
 pub use lifemap_syntax::{interpolate, pipeline as raw};
 
-use crate::template::TemplateContext;
+pub use date::{RunDate, parse_ds};
 use interpolate::interpolate;
 use raw::{RawCompression, RawFormat, RawParquet, RawPipeline};
 pub use report::{Report, SmtpSettings, SmtpTls, TemplateFile, Transport};
+use template::TemplateContext;
 
 /// One problem found in a pipeline, with where it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,53 +90,6 @@ impl fmt::Display for Diagnostics {
 }
 
 impl std::error::Error for Diagnostics {}
-
-/// The logical date of a run and the instants derived from it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RunDate {
-    pub ds: NaiveDate,
-    pub timezone: Tz,
-    /// The start of the day after `ds` in `timezone`: rows stamped at or after it are ignored.
-    pub as_of: DateTime<Utc>,
-}
-
-impl RunDate {
-    pub fn new(ds: NaiveDate, timezone: Tz) -> Self {
-        let next = ds.succ_opt().unwrap_or(ds);
-        let midnight = next.and_time(NaiveTime::MIN);
-        // A zone whose clocks skip midnight (a DST gap) starts the day at the first valid instant.
-        let as_of = timezone
-            .from_local_datetime(&midnight)
-            .earliest()
-            .or_else(|| {
-                timezone
-                    .from_local_datetime(&(midnight + chrono::Duration::hours(1)))
-                    .earliest()
-            })
-            .map(|local| local.with_timezone(&Utc))
-            .unwrap_or_else(|| Utc.from_utc_datetime(&midnight));
-        Self { ds, timezone, as_of }
-    }
-
-    /// Yesterday in `timezone`: the default `ds`, as schedulers mean it.
-    pub fn yesterday(timezone: Tz) -> Self {
-        let today = Utc::now().with_timezone(&timezone).date_naive();
-        Self::new(today.pred_opt().unwrap_or(today), timezone)
-    }
-
-    pub fn as_of_rfc3339(&self) -> String {
-        self.as_of.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-    }
-
-    pub fn ds_string(&self) -> String {
-        self.ds.format("%Y-%m-%d").to_string()
-    }
-}
-
-/// Parse `YYYY-MM-DD`.
-pub fn parse_ds(text: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| format!("`{text}` is not a date of the form YYYY-MM-DD"))
-}
 
 /// A value that must never be printed (credentials).
 #[derive(Clone, PartialEq, Eq)]
@@ -801,7 +757,7 @@ pub fn compile(
             },
             compression: source.compression,
             schema: if format == RawFormat::Lines {
-                Some(vec![(crate::sources::lines::LINE_COLUMN.to_string(), DataType::Utf8)])
+                Some(vec![(lifemap_syntax::lines::LINE_COLUMN.to_string(), DataType::Utf8)])
             } else {
                 schema
             },

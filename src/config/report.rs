@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 
 use super::raw::{RawReport, RawSmtp};
 use super::{Compiler, Mart, Secret, normalize, parse_bytes};
-use crate::template::TemplateContext;
+use crate::config::template::TemplateContext;
 
 /// A report template read from disk.
 #[derive(Debug, Clone)]

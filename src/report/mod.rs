@@ -94,7 +94,7 @@ fn report_error(message: impl Into<String>) -> Error {
 
 /// Read every mart the report names from its published partition, then run the report's queries.
 pub async fn load(pipeline: &Pipeline, report: &Report) -> Result<ReportData, Error> {
-    let ctx = crate::session::create_local(pipeline)?;
+    let ctx = crate::engine::session::create_local(pipeline)?;
     let root = storage::resolve(&ctx, &pipeline.output_location)?;
     let ds = pipeline.date.ds_string();
     let mut data = ReportData::default();
@@ -184,7 +184,7 @@ pub async fn sample_data(
     report: &Report,
     mart_schemas: &BTreeMap<String, SchemaRef>,
 ) -> Result<ReportData, Error> {
-    let ctx = crate::session::create_local(pipeline)?;
+    let ctx = crate::engine::session::create_local(pipeline)?;
     let mut data = ReportData::default();
     for mart in &report.marts {
         let Some(schema) = mart_schemas.get(mart) else { continue };

@@ -41,13 +41,11 @@ use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::projection::ProjectionExprs;
 use datafusion::physical_plan::{ExecutionPlan, apply_expression_roots};
 use futures::stream::{BoxStream, StreamExt};
+pub use lifemap_syntax::lines::LINE_COLUMN;
 use lifemap_syntax::lines::LineSplitter;
 use object_store::{GetResultPayload, ObjectStore, ObjectStoreExt};
 
 use super::read_ahead::{Limits, ReadAhead};
-
-/// Name of the one column of a `lines` source.
-pub const LINE_COLUMN: &str = "line";
 
 /// Bytes read from a local file per step (decompressed size for compressed files).
 const READ_CHUNK: usize = 1 << 20;

@@ -24,7 +24,7 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
 use datafusion::error::{DataFusionError, Result};
 use datafusion::execution::TaskContext;
-use datafusion::execution::memory_pool::{GreedyMemoryPool, MemoryConsumer, MemoryPool, MemoryReservation};
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryPool, MemoryReservation};
 use datafusion::logical_expr::{Expr, TableProviderFilterPushDown, TableType};
 use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::parquet::basic::Compression;
@@ -34,31 +34,8 @@ use datafusion::physical_plan::union::UnionExec;
 use datafusion::physical_plan::{ExecutionPlan, execute_stream_partitioned};
 use futures::StreamExt;
 
+use crate::engine::memory::HeldMemory;
 use crate::sources::Keeping;
-
-/// What the materialised steps of a run may keep in memory together: a quarter of DataFusion's
-/// pool, so that the operators of later steps always have the other three quarters. (Each held
-/// step keeping a quarter of its own filled a 4 GiB run's pool with the first batches of five
-/// steps until a hash join's build side, which cannot spill, found no room.) A session extension:
-/// one per run, set up with the memory limit (`session::context`). No limit, no share: all in memory.
-#[derive(Debug)]
-pub struct HeldMemory {
-    pool: Arc<dyn MemoryPool>,
-    bytes: usize,
-}
-
-impl HeldMemory {
-    pub fn for_limit(memory_limit: u64) -> Self {
-        Self::new(crate::session::operator_memory(memory_limit) / 4)
-    }
-
-    fn new(bytes: usize) -> Self {
-        Self {
-            pool: Arc::new(GreedyMemoryPool::new(bytes)),
-            bytes,
-        }
-    }
-}
 
 /// How much of a materialised step one output partition may keep in memory: its share of what the
 /// held steps may keep together, while they have room.
@@ -71,8 +48,8 @@ pub struct Budget {
 impl Budget {
     pub fn new(held: &HeldMemory, partitions: usize) -> Self {
         Self {
-            bytes_per_partition: held.bytes / partitions.max(1),
-            held: Arc::clone(&held.pool),
+            bytes_per_partition: held.bytes() / partitions.max(1),
+            held: held.pool(),
         }
     }
 }
@@ -350,6 +327,7 @@ pub(super) fn parquet_listing(url: ListingTableUrl, schema: SchemaRef) -> Result
 
 #[cfg(test)]
 mod tests {
+    use datafusion::execution::memory_pool::GreedyMemoryPool;
     use datafusion::execution::runtime_env::RuntimeEnvBuilder;
     use datafusion::prelude::{SessionConfig, SessionContext};
 

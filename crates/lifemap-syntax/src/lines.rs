@@ -1,5 +1,8 @@
 //! Splitting a byte stream into lines, chunk by chunk, for the `lines` source format.
 
+/// Name of the one column of a `lines` source.
+pub const LINE_COLUMN: &str = "line";
+
 /// Splits chunks of a file into lines: `\n` ends a line and a `\r` before it is dropped; empty
 /// lines are skipped but counted, so a line number is the one an editor shows. A line may span
 /// any number of chunks.

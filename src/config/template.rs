@@ -11,7 +11,9 @@ use std::sync::Arc;
 use minijinja::value::Value;
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
-use crate::config::RunDate;
+use lifemap_syntax::suggest::did_you_mean;
+
+use super::date::RunDate;
 
 /// The values a template can read.
 #[derive(Debug, Clone)]
@@ -62,7 +64,7 @@ impl TemplateContext {
         let vars = Arc::clone(&self.vars);
         env.add_function("var", move |key: &str| -> Result<Value, minijinja::Error> {
             vars.get(key).cloned().ok_or_else(|| {
-                let hint = crate::config::did_you_mean(key, vars.keys().map(String::as_str))
+                let hint = did_you_mean(key, vars.keys().map(String::as_str))
                     .map(|close| format!(" (did you mean `{close}`?)"))
                     .unwrap_or_default();
                 minijinja::Error::new(ErrorKind::UndefinedError, format!("unknown var `{key}`{hint}"))
