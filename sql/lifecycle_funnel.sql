@@ -1,4 +1,4 @@
--- Windowed acquisition funnel by entry month (see the README for the definition).
+-- Windowed acquisition funnel by entry month (defined in docs/bundled-pipeline.md).
 -- Months are taken in the reporting time zone; the window is measured on UTC instants.
 {%- set first_month -%}
   (date_trunc('month', TIMESTAMP '{{ ds }}') - INTERVAL '{{ var("funnel_months") - 1 }} months')

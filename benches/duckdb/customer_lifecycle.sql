@@ -1,6 +1,6 @@
 -- The marts of pipelines/customer_lifecycle.yaml written for DuckDB, as a data engineer would
 -- write them by hand: the contender of benches/duckdb.sh. Same inputs, same definitions (the
--- README's "The bundled pipeline"), same defaults; benches/tools/duckdb_marts.py fills in the
+-- docs/bundled-pipeline.md), same defaults; benches/tools/duckdb_marts.py fills in the
 -- placeholders (a dollar sign and a name) and checks the result against lifemap's marts before
 -- anything is timed.
 --

@@ -2,6 +2,7 @@
 
 mod cluster;
 mod common;
+mod docs;
 mod engine;
 mod faults;
 mod hostile;

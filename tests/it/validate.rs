@@ -272,7 +272,7 @@ fn datafusion_settings_from_the_environment_are_applied() {
         run(command)
     };
     // A setting DataFusion cannot parse must stop the command and be named, which shows the
-    // DATAFUSION_* variables reach the session (README: engine section).
+    // DATAFUSION_* variables reach the session (docs/pipeline-reference.md: engine section).
     let outcome = validate_with_batch_size("many");
     assert_ne!(outcome.code, 0, "{}{}", outcome.stdout, outcome.stderr);
     assert!(outcome.stderr.contains("DATAFUSION_"), "{}", outcome.stderr);
