@@ -602,8 +602,9 @@ async fn render_report(args: &ReportArgs) -> Result<(), Error> {
             pipeline.file.display()
         )));
     };
-    let data = crate::report::load(&pipeline, report).await?;
-    let run = runner::last_run_info(&pipeline).await;
+    let preview = crate::context::RunContext::local(&pipeline, "preview")?;
+    let data = crate::report::load(&preview, report).await?;
+    let run = runner::last_run_info(&preview.layout).await;
     let rendered = crate::report::render(&pipeline, report, &data, &run)?;
     let out = args
         .out

@@ -23,11 +23,13 @@ use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Pipeline, Report, SmtpSettings, SmtpTls, Transport};
+use crate::context::RunContext;
 use crate::error::Error;
+use crate::layout::{OutputLayout, REPORT_ARCHIVE};
 use crate::report::Rendered;
-use crate::storage::{self, Location};
+use crate::storage;
 
-pub const MARKER: &str = "delivery.json";
+pub use crate::layout::DELIVERY_MARKER as MARKER;
 
 /// `delivery.json`, and what `run_results.json` says of the report.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -96,18 +98,9 @@ pub fn build_message(report: &Report, rendered: &Rendered, message_id: &str) -> 
         .map_err(|err| delivery_error(format!("building the message: {err}"), false))
 }
 
-fn runs_folder(root: &Location, ds: &str) -> Location {
-    root.child("_runs").child(&format!("ds={ds}"))
-}
-
-/// The archived report of a `ds`.
-pub fn archive_location(root: &Location, ds: &str) -> Location {
-    root.child("_reports").child(&format!("ds={ds}"))
-}
-
 /// The marker of an earlier delivery of this `ds`, if there is one.
-pub async fn read_marker(root: &Location, ds: &str) -> Result<Option<DeliveryRecord>, Error> {
-    let folder = runs_folder(root, ds);
+pub async fn read_marker(layout: &OutputLayout) -> Result<Option<DeliveryRecord>, Error> {
+    let folder = layout.runs();
     let Some(bytes) = storage::get(&folder, MARKER).await? else {
         return Ok(None);
     };
@@ -120,21 +113,18 @@ pub async fn read_marker(root: &Location, ds: &str) -> Result<Option<DeliveryRec
 }
 
 /// Archive the report, then send it unless this `ds` was sent before (and `resend` is off).
-/// `root` is the pipeline's output location.
 pub async fn deliver(
-    root: &Location,
-    pipeline: &Pipeline,
+    run: &RunContext<'_>,
     report: &Report,
     rendered: &Rendered,
-    run_id: &str,
     resend: bool,
 ) -> Result<DeliveryRecord, Error> {
-    let ds = pipeline.date.ds_string();
-    let archive = archive_location(root, &ds);
-    storage::put(&archive, "report.html", rendered.standalone_html().into_bytes()).await?;
-    let archive_url = format!("{}report.html", archive.folder_url());
+    let (pipeline, run_id, ds) = (run.pipeline, run.run_id.as_str(), run.ds());
+    let archive = run.layout.reports();
+    storage::put(&archive, REPORT_ARCHIVE, rendered.standalone_html().into_bytes()).await?;
+    let archive_url = format!("{}{REPORT_ARCHIVE}", archive.folder_url());
 
-    if !resend && let Some(mut earlier) = read_marker(root, &ds).await? {
+    if !resend && let Some(mut earlier) = read_marker(&run.layout).await? {
         tracing::info!(ds = %ds, sent_at = %earlier.sent_at, "report already sent for this ds; --resend sends it again");
         earlier.status = "already_sent".into();
         return Ok(earlier);
@@ -180,7 +170,7 @@ pub async fn deliver(
         attempts,
     };
     let body = serde_json::to_vec_pretty(&record).map_err(|err| delivery_error(err.to_string(), false))?;
-    storage::put(&runs_folder(root, &ds), MARKER, body).await?;
+    storage::put(&run.layout.runs(), MARKER, body).await?;
     tracing::info!(transport = %record.transport, bytes = record.bytes, recipients = record.recipients.len(), "report sent");
     Ok(record)
 }

@@ -16,10 +16,12 @@
 
 pub mod cli;
 pub mod config;
+pub mod context;
 pub mod delivery;
 pub mod engine;
 pub mod error;
 pub mod functions;
+pub mod layout;
 pub mod lock;
 pub mod marts;
 pub mod personas;

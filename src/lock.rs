@@ -19,7 +19,7 @@ use crate::error::Error;
 use crate::storage::Location;
 
 /// The name of the lock object in the run's `_runs/ds=<ds>/` folder.
-pub const LOCK_NAME: &str = "_lock";
+pub use crate::layout::LOCK as LOCK_NAME;
 
 /// What a lock object holds: who holds it, since when.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

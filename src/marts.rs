@@ -30,10 +30,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Mart, ParquetSettings};
 use crate::error::Error;
+use crate::layout::OutputLayout;
 use crate::storage::Location;
 
-/// The name of the manifest that commits a partition.
-pub const SUCCESS_MARKER: &str = "_SUCCESS";
+pub use crate::layout::SUCCESS_MARKER;
 
 /// One Parquet file written by a run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -76,10 +76,8 @@ pub struct Manifest {
 
 /// Writes and publishes the marts of one run.
 pub struct MartWriter {
-    root: Location,
+    layout: OutputLayout,
     pipeline: String,
-    run_id: String,
-    ds: String,
 }
 
 fn storage_error(context: String) -> impl FnOnce(object_store::Error) -> Error {
@@ -94,37 +92,24 @@ fn mart_error(mart: &str) -> impl Fn(datafusion::parquet::errors::ParquetError) 
 }
 
 impl MartWriter {
-    pub fn new(root: Location, pipeline: &str, run_id: &str, ds: &str) -> Self {
+    pub fn new(layout: OutputLayout, pipeline: &str) -> Self {
         Self {
-            root,
+            layout,
             pipeline: pipeline.to_string(),
-            run_id: run_id.to_string(),
-            ds: ds.to_string(),
         }
     }
 
-    /// Staging is grouped by `ds`: a run holds its `ds`'s lock, so any other run's folder there
-    /// belongs to a run that died (see [`Self::discard_abandoned`]).
-    fn staging_of_ds(&self) -> Location {
-        self.root.child("_staging").child(&format!("ds={}", self.ds))
-    }
-
     fn staging(&self) -> Location {
-        self.staging_of_ds().child(&self.run_id)
-    }
-
-    /// Where a run on a cluster holds its materialised steps: deleted with the staging folder.
-    pub fn steps_folder(&self) -> Location {
-        self.staging().child("_steps")
+        self.layout.staging()
     }
 
     /// The published partition of `mart` for this run's `ds`.
     pub fn partition(&self, mart: &str) -> Location {
-        self.root.child(mart).child(&format!("ds={}", self.ds))
+        self.layout.partition(mart)
     }
 
     fn file_name(&self, index: usize) -> String {
-        format!("part-{}-{index:05}.parquet", self.run_id)
+        format!("part-{}-{index:05}.parquet", self.layout.run_id())
     }
 
     /// Execute `frame` and write it to staging as one or more Parquet files.
@@ -204,7 +189,8 @@ impl MartWriter {
     ) -> Result<DataFile, Error> {
         writer.close().await.map_err(mart_error(mart))?;
         let meta = self
-            .root
+            .layout
+            .root()
             .store
             .head(&path)
             .await
@@ -223,7 +209,8 @@ impl MartWriter {
             let partition = self.partition(&mart.name);
             let context = |what: &str| format!("publishing mart `{}` to {}: {what}", mart.name, partition.folder_url());
             let earlier: Vec<ObjectPath> = self
-                .root
+                .layout
+                .root()
                 .store
                 .list(Some(&partition.path))
                 .map_ok(|meta| meta.location)
@@ -234,7 +221,8 @@ impl MartWriter {
             for file in &mart.files {
                 let from = staging.path.clone().join(file.name.as_str());
                 let to = partition.path.clone().join(file.name.as_str());
-                self.root
+                self.layout
+                    .root()
                     .store
                     .rename(&from, &to)
                     .await
@@ -243,8 +231,8 @@ impl MartWriter {
             let manifest = Manifest {
                 pipeline: self.pipeline.clone(),
                 mart: mart.name.clone(),
-                ds: self.ds.clone(),
-                run_id: self.run_id.clone(),
+                ds: self.layout.ds().to_string(),
+                run_id: self.layout.run_id().to_string(),
                 rows: mart.rows(),
                 bytes: mart.bytes(),
                 files: mart.files.clone(),
@@ -254,7 +242,8 @@ impl MartWriter {
                 mart: mart.name.clone(),
                 source: Box::new(err),
             })?;
-            self.root
+            self.layout
+                .root()
                 .store
                 .put(&partition.path.clone().join(SUCCESS_MARKER), PutPayload::from(body))
                 .await
@@ -266,7 +255,8 @@ impl MartWriter {
                 .map(|f| partition.path.clone().join(f.name.as_str()))
                 .collect();
             for old in earlier.iter().filter(|p| **p != marker && !current.contains(p)) {
-                self.root
+                self.layout
+                    .root()
                     .store
                     .delete(old)
                     .await
@@ -289,13 +279,14 @@ impl MartWriter {
     /// the `ds`'s lock after publishing, so no live run of this `ds` is writing there.
     async fn discard_abandoned(&self) {
         let mine = self.staging();
-        self.delete_staged(&self.staging_of_ds(), |path| !path.prefix_matches(&mine.path))
+        self.delete_staged(&self.layout.staging_of_ds(), |path| !path.prefix_matches(&mine.path))
             .await;
     }
 
     async fn delete_staged(&self, folder: &Location, wanted: impl Fn(&ObjectPath) -> bool) {
         let listed: Result<Vec<ObjectPath>, _> = self
-            .root
+            .layout
+            .root()
             .store
             .list(Some(&folder.path))
             .map_ok(|meta| meta.location)
@@ -304,7 +295,7 @@ impl MartWriter {
         match listed {
             Ok(paths) => {
                 for path in paths.into_iter().filter(|path| wanted(path)) {
-                    if let Err(err) = self.root.store.delete(&path).await {
+                    if let Err(err) = self.layout.root().store.delete(&path).await {
                         tracing::warn!(%path, error = %err, "could not delete a staged file");
                     }
                 }
@@ -313,7 +304,7 @@ impl MartWriter {
         }
         // A local filesystem keeps empty folders behind; object stores have none. The `ds` folder
         // goes too once empty: this run holds the `ds`'s lock.
-        let ds_folder = self.staging_of_ds();
+        let ds_folder = self.layout.staging_of_ds();
         if ds_folder.url.scheme() == "file"
             && let Ok(local) = ds_folder.url.to_file_path()
         {
@@ -334,11 +325,11 @@ fn remove_empty_dirs(dir: &std::path::Path) {
     let _ = std::fs::remove_dir(dir);
 }
 
-/// The latest published partition of `mart` before `ds`: its `ds` and row count.
+/// The latest published partition of `mart` before the layout's `ds`: its `ds` and row count.
 ///
 /// Only partitions with a `_SUCCESS` manifest count; a folder a failed run left behind does not.
-pub async fn previous_partition(root: &Location, mart: &str, ds: &str) -> Result<Option<(String, u64)>, Error> {
-    let folder = root.child(mart);
+pub async fn previous_partition(layout: &OutputLayout, mart: &str) -> Result<Option<(String, u64)>, Error> {
+    let folder = layout.mart(mart);
     let listing = folder
         .store
         .list_with_delimiter(Some(&folder.path))
@@ -348,11 +339,11 @@ pub async fn previous_partition(root: &Location, mart: &str, ds: &str) -> Result
         .common_prefixes
         .iter()
         .filter_map(|prefix| prefix.filename()?.strip_prefix("ds=").map(str::to_string))
-        .filter(|partition_ds| partition_ds.as_str() < ds)
+        .filter(|partition_ds| partition_ds.as_str() < layout.ds())
         .collect();
     earlier.sort_unstable();
     while let Some(partition_ds) = earlier.pop() {
-        if let Some(manifest) = read_manifest(&folder.child(&format!("ds={partition_ds}"))).await? {
+        if let Some(manifest) = read_manifest(&layout.partition_of(mart, &partition_ds)).await? {
             return Ok(Some((partition_ds, manifest.rows)));
         }
     }

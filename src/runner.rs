@@ -12,7 +12,9 @@ use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 
 use crate::config::Pipeline;
+use crate::context::RunContext;
 use crate::error::{Error, exit};
+use crate::layout::{OutputLayout, RUN_RESULTS};
 use crate::marts::MartWriter;
 use crate::quality::CheckOutcome;
 use crate::sources::{self, SourceSummary};
@@ -179,15 +181,23 @@ pub async fn run(
         report: None,
         error: None,
     };
-    // `check` publishes nothing, so it needs no lock.
-    let lock = if options.checks_only {
-        Ok(None)
-    } else {
-        acquire_lock(pipeline, &results).await.map(Some)
-    };
-    let (lock, outcome) = match lock {
-        Ok(lock) => (lock, execute(pipeline, options, progress, &mut results).await),
-        Err(err) => (None, Err(err)),
+    let (run, lock, outcome) = match RunContext::new(pipeline, &results.run_id) {
+        Err(err) => (None, None, Err(err)),
+        Ok(run) => {
+            // `check` publishes nothing, so it needs no lock.
+            let lock = if options.checks_only {
+                Ok(None)
+            } else {
+                acquire_lock(&run).await.map(Some)
+            };
+            match lock {
+                Ok(lock) => {
+                    let outcome = execute(&run, options, progress, &mut results).await;
+                    (Some(run), lock, outcome)
+                }
+                Err(err) => (Some(run), None, Err(err)),
+            }
+        }
     };
     progress.finish();
     results.finished_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
@@ -214,7 +224,8 @@ pub async fn run(
             outcome,
             Err(Error::Invalid(_) | Error::Usage(_) | Error::Config(_) | Error::Busy(_))
         )
-        && let Err(err) = write_results(pipeline, &results).await
+        && let Some(run) = &run
+        && let Err(err) = write_results(run, &results).await
     {
         tracing::warn!(error = %err, "could not write run_results.json");
     }
@@ -225,32 +236,23 @@ pub async fn run(
 }
 
 /// The lock of this pipeline's `ds` (see [`crate::lock`]).
-async fn acquire_lock(pipeline: &Pipeline, results: &RunResults) -> Result<crate::lock::RunLock, Error> {
-    let ctx = crate::engine::session::create(pipeline)?;
-    let root = storage::resolve(&ctx, &pipeline.output_location)?;
-    let folder = root.child("_runs").child(&format!("ds={}", results.ds));
-    crate::lock::RunLock::acquire(folder, &results.run_id, pipeline.lock_timeout).await
+async fn acquire_lock(run: &RunContext<'_>) -> Result<crate::lock::RunLock, Error> {
+    crate::lock::RunLock::acquire(run.layout.runs(), &run.run_id, run.pipeline.lock_timeout).await
 }
 
-async fn write_results(pipeline: &Pipeline, results: &RunResults) -> Result<(), Error> {
-    let ctx = crate::engine::session::create(pipeline)?;
-    let root = storage::resolve(&ctx, &pipeline.output_location)?;
-    let folder = root.child("_runs").child(&format!("ds={}", results.ds));
+async fn write_results(run: &RunContext<'_>, results: &RunResults) -> Result<(), Error> {
     let body = serde_json::to_vec_pretty(results).map_err(|err| Error::Mart {
         mart: "_runs".into(),
         source: Box::new(err),
     })?;
-    storage::put(&folder, "run_results.json", body).await
+    storage::put(&run.layout.runs(), RUN_RESULTS, body).await
 }
 
 /// The run id and checks of the last run of the pipeline's ds, from its `run_results.json`
 /// (empty when there is none), for a report rendered after the run.
-pub async fn last_run_info(pipeline: &Pipeline) -> crate::report::RunInfo {
+pub async fn last_run_info(layout: &OutputLayout) -> crate::report::RunInfo {
     let read = async {
-        let ctx = crate::engine::session::create(pipeline).ok()?;
-        let root = storage::resolve(&ctx, &pipeline.output_location).ok()?;
-        let folder = root.child("_runs").child(&format!("ds={}", pipeline.date.ds_string()));
-        let bytes = storage::get(&folder, "run_results.json").await.ok()??;
+        let bytes = storage::get(&layout.runs(), RUN_RESULTS).await.ok()??;
         serde_json::from_slice::<serde_json::Value>(&bytes).ok()
     };
     let Some(results) = read.await else {
@@ -297,11 +299,12 @@ fn selected_marts(pipeline: &Pipeline, select: &[String]) -> Result<Vec<usize>, 
 }
 
 async fn execute(
-    pipeline: &Pipeline,
+    run: &RunContext<'_>,
     options: &RunOptions,
     progress: &crate::progress::Progress,
     results: &mut RunResults,
 ) -> Result<(), Error> {
+    let pipeline = run.pipeline;
     let graph = transform::resolve(pipeline)?;
     let mart_indexes = if options.checks_only {
         Vec::new()
@@ -330,17 +333,15 @@ async fn execute(
     }
     let step_indexes = graph.closure(&targets);
 
-    let ctx = crate::engine::session::create(pipeline)?;
+    let ctx = &run.session;
     progress.message("checking inputs");
-    sources::check_ds_input(&ctx, pipeline).await?;
+    sources::check_ds_input(run).await?;
     progress.message("registering sources");
-    results.sources = sources::register_all(&ctx, pipeline).await?;
+    results.sources = sources::register_all(run).await?;
     results.totals.source_files = results.sources.iter().map(|s| s.files).sum();
     results.totals.source_bytes = results.sources.iter().map(|s| s.bytes).sum();
 
-    let root = storage::resolve(&ctx, &pipeline.output_location)?;
-    let writer = MartWriter::new(root.clone(), &pipeline.name, &results.run_id, &results.ds);
-    let steps_folder = writer.steps_folder();
+    let writer = MartWriter::new(run.layout.clone(), &pipeline.name);
     let schedule = transform::schedule(pipeline, &graph, &step_indexes, &mart_indexes);
     let mut staged = Vec::with_capacity(mart_indexes.len());
     let mut checks: Vec<Option<CheckOutcome>> = vec![None; pipeline.checks.len()];
@@ -364,11 +365,9 @@ async fn execute(
                     message: format!("a file could not be read: {err}"),
                 }
             };
-            results.steps.push(
-                transform::run_step(&ctx, pipeline, &graph, index, &steps_folder)
-                    .await
-                    .map_err(blame)?,
-            );
+            results
+                .steps
+                .push(transform::run_step(run, &graph, index).await.map_err(blame)?);
             for &mart_index in &schedule.marts_after[at] {
                 let mart = &pipeline.marts[mart_index];
                 progress.message(&format!("writing mart {}", mart.name));
@@ -382,10 +381,10 @@ async fn execute(
                 let check = &pipeline.checks[check_index];
                 progress.message(&format!("checking {}", check.name));
                 let previous = match &check.previous_rows_of {
-                    Some(mart) => crate::marts::previous_partition(&root, mart, &results.ds).await?,
+                    Some(mart) => crate::marts::previous_partition(&run.layout, mart).await?,
                     None => None,
                 };
-                checks[check_index] = Some(crate::quality::run_check(&ctx, check, previous).await?);
+                checks[check_index] = Some(crate::quality::run_check(ctx, check, previous).await?);
             }
             // Dropping a table nothing later reads gives its memory back (views hold their inputs).
             for &done in &schedule.release_after[at] {
@@ -449,9 +448,8 @@ async fn execute(
         && !options.skip_report
     {
         progress.message("rendering the report");
-        // A session of its own: the report registers marts under names the run's steps hold.
-        let data = crate::report::load(pipeline, report).await?;
-        let run = crate::report::RunInfo {
+        let data = crate::report::load(run, report).await?;
+        let info = crate::report::RunInfo {
             run_id: results.run_id.clone(),
             checks: results
                 .checks
@@ -459,10 +457,9 @@ async fn execute(
                 .filter_map(|check| serde_json::to_value(check).ok())
                 .collect(),
         };
-        let rendered = crate::report::render(pipeline, report, &data, &run)?;
+        let rendered = crate::report::render(pipeline, report, &data, &info)?;
         progress.message("delivering the report");
-        results.report =
-            Some(crate::delivery::deliver(&root, pipeline, report, &rendered, &results.run_id, options.resend).await?);
+        results.report = Some(crate::delivery::deliver(run, report, &rendered, options.resend).await?);
     }
     Ok(())
 }

@@ -24,7 +24,8 @@ use futures::TryStreamExt;
 use object_store::ObjectMeta;
 
 use crate::config::raw::{PiiAction, RawCompression};
-use crate::config::{Format, Pipeline, Source};
+use crate::config::{Format, Source};
+use crate::context::RunContext;
 use crate::error::Error;
 use crate::functions::pseudonymize::PiiHash;
 use crate::storage;
@@ -79,17 +80,18 @@ impl<T: TableProvider, K: std::fmt::Debug + Send + Sync + 'static> TableProvider
     }
 }
 
-/// Register every source of `pipeline` in `ctx`.
-pub async fn register_all(ctx: &SessionContext, pipeline: &Pipeline) -> Result<Vec<SourceSummary>, Error> {
-    let mut summaries = Vec::with_capacity(pipeline.sources.len());
-    for source in &pipeline.sources {
-        summaries.push(register(ctx, source).await?);
+/// Register every source of the run's pipeline in its session.
+pub async fn register_all(run: &RunContext<'_>) -> Result<Vec<SourceSummary>, Error> {
+    let mut summaries = Vec::with_capacity(run.pipeline.sources.len());
+    for source in &run.pipeline.sources {
+        summaries.push(register(&run.session, source).await?);
     }
     Ok(summaries)
 }
 
 /// Fail with exit 99 when no source has files for this `ds` where one says where they would be.
-pub async fn check_ds_input(ctx: &SessionContext, pipeline: &Pipeline) -> Result<(), Error> {
+pub async fn check_ds_input(run: &RunContext<'_>) -> Result<(), Error> {
+    let (ctx, pipeline) = (&run.session, run.pipeline);
     for source in &pipeline.sources {
         let Some(partition) = &source.ds_partition else {
             continue;

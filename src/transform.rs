@@ -22,6 +22,7 @@ use datafusion::sql::parser::DFParserBuilder;
 use datafusion::sql::resolve::resolve_table_references;
 
 use crate::config::{Diagnostic, Diagnostics, Pipeline, Step, did_you_mean};
+use crate::context::RunContext;
 use crate::error::Error;
 use crate::personas::KMeansSpec;
 
@@ -437,15 +438,12 @@ pub fn schedule(pipeline: &Pipeline, graph: &StepGraph, run: &[usize], marts: &[
     plan
 }
 
-/// Run one step: its result becomes a table in `ctx` named after it. On a cluster a held step is
-/// written below `steps` (see `on_cluster`); a local run keeps it in memory or local disk.
-pub async fn run_step(
-    ctx: &SessionContext,
-    pipeline: &Pipeline,
-    graph: &StepGraph,
-    index: usize,
-    steps: &crate::storage::Location,
-) -> Result<StepOutcome, Error> {
+/// Run one step: its result becomes a table in the run's session named after it. On a cluster a
+/// held step is written below the run's held-steps folder (see `on_cluster`); a local run keeps
+/// it in memory or local disk.
+pub async fn run_step(run: &RunContext<'_>, graph: &StepGraph, index: usize) -> Result<StepOutcome, Error> {
+    let (ctx, pipeline) = (&run.session, run.pipeline);
+    let steps = &run.layout.held_steps();
     let step = &pipeline.steps[index];
     let started = Instant::now();
     let on_cluster = pipeline.engine.scheduler.is_some();

@@ -32,6 +32,7 @@ use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, ErrorKind, UndefinedBehavior};
 
 use crate::config::{Pipeline, Report};
+use crate::context::RunContext;
 use crate::error::Error;
 use crate::storage::{self, Location};
 
@@ -93,17 +94,13 @@ fn report_error(message: impl Into<String>) -> Error {
 }
 
 /// Read every mart the report names from its published partition, then run the report's queries.
-pub async fn load(pipeline: &Pipeline, report: &Report) -> Result<ReportData, Error> {
-    let ctx = crate::engine::session::create_local(pipeline)?;
-    let root = storage::resolve(&ctx, &pipeline.output_location)?;
-    let ds = pipeline.date.ds_string();
+pub async fn load(run: &RunContext<'_>, report: &Report) -> Result<ReportData, Error> {
     let mut data = ReportData::default();
     for mart in &report.marts {
-        let partition = root.child(mart).child(&format!("ds={ds}"));
-        let batches = read_partition(&partition, mart, &ds).await?;
+        let batches = read_partition(&run.layout.partition(mart), mart, run.ds()).await?;
         data.tables.insert(mart.clone(), batches);
     }
-    run_queries(&ctx, report, &mut data).await?;
+    run_queries(&run.scratch_session()?, report, &mut data).await?;
     Ok(data)
 }
 
