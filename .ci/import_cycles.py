@@ -2,7 +2,8 @@
 
     python3 .ci/import_cycles.py [SRC]
 
-A file imports another when it names an item of that file's module by path: `use crate::a::b`,
+A file imports another when it names an item of that file's module by path (its inline unit
+tests left out): `use crate::a::b`,
 `crate::a::b::f(...)`, `super::x`, `self::x` or a child module's name (`use child::Item`). The
 crate root (lib.rs, which only declares modules and re-exports) is left out. Cycles are the
 strongly connected components of that graph (Tarjan), so a module whose files lean on each other
@@ -51,7 +52,6 @@ def strip_comments(text):
 
 PATH = re.compile(r"\b(crate|super|self)((?:::\w+)+)")
 GROUP = re.compile(r"\buse\s+(crate|super|self)((?:::\w+)*)::\{([^;]*)\}\s*;", re.S)
-CHILD_USE = re.compile(r"\buse\s+(\w+)((?:::\w+)+)")
 MOD_DECL = re.compile(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(\w+)\s*;", re.M)
 
 
@@ -69,6 +69,9 @@ def absolute(module, head, rest):
 
 def edges_of(path):
     text = strip_comments(open(path, encoding="utf-8").read())
+    # A file's unit tests (an inline `mod tests` at its end) are not part of its design, and
+    # their `super::` is the file itself.
+    text = re.split(r"#\[cfg\(test\)\]\s*mod tests\s*\{", text)[0]
     module = module_of(path)
     children = set(MOD_DECL.findall(text))
     targets = set()
@@ -83,9 +86,11 @@ def edges_of(path):
             targets.add(resolve(absolute(module, head, segments)))
     for head, rest in PATH.findall(text):
         targets.add(resolve(absolute(module, head, [s for s in rest.split("::") if s])))
-    for first, rest in CHILD_USE.findall(text):
-        if first in children:
-            targets.add(resolve(module + [first] + [s for s in rest.split("::") if s]))
+    # A child module named by a relative path: `use child::{a, b}`, `child::item(...)`.
+    for child in children:
+        for rest in re.findall(r"(?<![:\w])" + child + r"((?:::\w+)+|::\{)", text):
+            segments = [s for s in rest.split("::") if s and s != "{"]
+            targets.add(resolve(module + [child] + segments))
     targets.discard(None)
     targets.discard(path)
     targets.discard(os.path.join(SRC, "lib.rs"))

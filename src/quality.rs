@@ -94,7 +94,7 @@ pub async fn run_check(
         .map_err(|e| check_error(check, e))?;
     // Computed once for the count and the examples; a cluster cannot `cache()` (its client holds
     // no rows), so there the check's query runs twice.
-    let failures = if crate::engine::cluster::is_client(ctx) {
+    let failures = if crate::engine::cluster::client::is_client(ctx) {
         failures
     } else {
         failures.cache().await.map_err(|e| check_error(check, e))?

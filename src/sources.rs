@@ -12,18 +12,10 @@ use datafusion::arrow::datatypes::DataType;
 use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::ScalarValue;
-use datafusion::datasource::file_format::FileFormat;
-use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
-use datafusion::datasource::file_format::json::JsonFormat;
-use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
-use datafusion::logical_expr::ScalarUDF;
 use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, ident, lit, when};
-use futures::TryStreamExt;
-use object_store::ObjectMeta;
 
-use crate::config::raw::{PiiAction, RawCompression};
 use crate::config::{Format, Source};
 use crate::context::RunContext;
 use crate::error::Error;
@@ -31,8 +23,16 @@ use crate::functions::pseudonymize::PiiHash;
 use crate::storage;
 
 mod csv_headers;
+pub mod files;
+pub mod keeping;
 pub mod lines;
 pub mod parquet_read_ahead;
+pub mod pii;
+
+use files::{file_format, file_kind, list_files, query_error};
+pub use keeping::Keeping;
+pub use pii::{PII_KEY_ENV, register_pii_hash_from_env};
+use pii::{pii_hasher, protect};
 mod read_ahead;
 
 /// What was found for one source.
@@ -41,43 +41,6 @@ pub struct SourceSummary {
     pub name: String,
     pub files: usize,
     pub bytes: u64,
-}
-
-/// A table with what must go with it: for a held step, the folder of its Parquet files (removed
-/// when dropped) or its share of the memory pool (returned when dropped); for a `lines` source,
-/// the description a cluster rebuilds it from. Reads are the table's.
-#[derive(Debug)]
-pub struct Keeping<T, K> {
-    pub table: T,
-    pub kept: K,
-}
-
-#[async_trait::async_trait]
-impl<T: TableProvider, K: std::fmt::Debug + Send + Sync + 'static> TableProvider for Keeping<T, K> {
-    fn schema(&self) -> SchemaRef {
-        self.table.schema()
-    }
-
-    fn table_type(&self) -> datafusion::datasource::TableType {
-        self.table.table_type()
-    }
-
-    async fn scan(
-        &self,
-        state: &dyn datafusion::catalog::Session,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> datafusion::error::Result<Arc<dyn datafusion::physical_plan::ExecutionPlan>> {
-        self.table.scan(state, projection, filters, limit).await
-    }
-
-    fn supports_filters_pushdown(
-        &self,
-        filters: &[&Expr],
-    ) -> datafusion::error::Result<Vec<datafusion::logical_expr::TableProviderFilterPushDown>> {
-        self.table.supports_filters_pushdown(filters)
-    }
 }
 
 /// Register every source of the run's pipeline in its session.
@@ -125,70 +88,6 @@ pub fn register_declared(ctx: &SessionContext, source: &Source) -> Result<bool, 
     Ok(true)
 }
 
-/// The environment variable holding the key personal columns are hashed with.
-pub const PII_KEY_ENV: &str = "LIFEMAP_PII_KEY";
-
-/// On a cluster's scheduler and executors: `pii_hash` under the key in their own environment, so
-/// that plans hashing personal columns run there without the key travelling with them.
-pub fn register_pii_hash_from_env(
-    registry: &mut dyn datafusion::execution::FunctionRegistry,
-) -> datafusion::error::Result<()> {
-    if let Ok(key) = std::env::var(PII_KEY_ENV)
-        && !key.is_empty()
-    {
-        registry.register_udf(Arc::new(ScalarUDF::new_from_impl(PiiHash::new(key.as_bytes()))))?;
-    }
-    Ok(())
-}
-
-/// The hasher for `source`'s `pii: hash` columns; an error when it has some and no key is set.
-fn pii_hasher(source: &Source) -> Result<PiiHash, Error> {
-    if !source.needs_pii_key() {
-        return Ok(PiiHash::new(b""));
-    }
-    match std::env::var(PII_KEY_ENV) {
-        Ok(key) if !key.is_empty() => Ok(PiiHash::new(key.as_bytes())),
-        _ => Err(Error::Config(format!(
-            "source `{}` declares personal columns to hash (pii: {}); set {PII_KEY_ENV} to the \
-             pseudonymisation key (a run never reads them in clear)",
-            source.name,
-            source
-                .pii
-                .iter()
-                .map(|(column, _)| column.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
-}
-
-/// The source as steps see it: `pii: hash` columns replaced by their HMAC, `pii: drop` columns gone.
-fn protect(frame: DataFrame, source: &Source, hasher: &PiiHash) -> datafusion::error::Result<DataFrame> {
-    if source.pii.is_empty() {
-        return Ok(frame);
-    }
-    let hash = ScalarUDF::new_from_impl(hasher.clone());
-    let columns: Vec<Expr> = frame
-        .schema()
-        .fields()
-        .iter()
-        .filter_map(|field| {
-            let name = field.name();
-            match source
-                .pii
-                .iter()
-                .find(|(column, _)| column == name)
-                .map(|(_, action)| *action)
-            {
-                Some(PiiAction::Drop) => None,
-                Some(PiiAction::Hash) => Some(hash.call(vec![ident(name)]).alias(name)),
-                None => Some(ident(name)),
-            }
-        })
-        .collect();
-    frame.select(columns)
-}
-
 /// The declared file columns plus the partition columns.
 fn declared_schema(source: &Source) -> Option<SchemaRef> {
     let columns = source.schema.as_ref()?;
@@ -198,106 +97,6 @@ fn declared_schema(source: &Source) -> Option<SchemaRef> {
         .map(|(name, data_type)| Field::new(name, data_type.clone(), true))
         .collect::<Vec<_>>();
     Some(Arc::new(Schema::new(fields)))
-}
-
-fn query_error(source: &Source, err: datafusion::error::DataFusionError) -> Error {
-    Error::SourceQuery {
-        name: source.name.clone(),
-        location: source.location.clone(),
-        source: err,
-    }
-}
-
-async fn list_files(ctx: &SessionContext, source: &Source, location: &str) -> Result<Vec<ObjectMeta>, Error> {
-    let url = storage::listing_url(location)?;
-    let store = ctx
-        .runtime_env()
-        .object_store(url.object_store())
-        .map_err(|e| query_error(source, e))?;
-    let state = ctx.state();
-    let stream = url
-        .list_all_files(&state, store.as_ref(), "")
-        .await
-        .map_err(|e| query_error(source, e))?;
-    let files: Vec<ObjectMeta> = stream.try_collect().await.map_err(|e| query_error(source, e))?;
-    Ok(files.into_iter().filter(|meta| !is_hidden(meta)).collect())
-}
-
-/// `_SUCCESS`, `.crc` and other bookkeeping files are not data.
-fn is_hidden(meta: &ObjectMeta) -> bool {
-    meta.location
-        .filename()
-        .is_some_and(|name| name.starts_with('_') || name.starts_with('.'))
-}
-
-/// A file's compression (from its name unless the source says) and the suffix that selects files like it.
-fn file_kind(source: &Source, meta: &ObjectMeta) -> (FileCompressionType, String) {
-    let (compression, suffix) = classify_file(meta.location.filename().unwrap_or_default());
-    let compression = match source.compression {
-        RawCompression::Auto => compression,
-        RawCompression::None => FileCompressionType::UNCOMPRESSED,
-        RawCompression::Gzip => FileCompressionType::GZIP,
-        RawCompression::Zstd => FileCompressionType::ZSTD,
-        RawCompression::Bzip2 => FileCompressionType::BZIP2,
-        RawCompression::Xz => FileCompressionType::XZ,
-    };
-    (compression, suffix)
-}
-
-/// The compression a file name shows, and the suffix that selects files like it.
-pub(crate) fn classify_file(name: &str) -> (FileCompressionType, String) {
-    let lower = name.to_ascii_lowercase();
-    let compressed = [
-        (".gz", FileCompressionType::GZIP),
-        (".zst", FileCompressionType::ZSTD),
-        (".zstd", FileCompressionType::ZSTD),
-        (".bz2", FileCompressionType::BZIP2),
-        (".xz", FileCompressionType::XZ),
-    ];
-    for (suffix, compression) in compressed {
-        if let Some(stem) = lower.strip_suffix(suffix) {
-            let inner = stem.rfind('.').map(|dot| &stem[dot..]).unwrap_or("");
-            return (compression, format!("{inner}{suffix}"));
-        }
-    }
-    let extension = lower.rfind('.').map(|dot| lower[dot..].to_string()).unwrap_or_default();
-    (FileCompressionType::UNCOMPRESSED, extension)
-}
-
-fn file_format(source: &Source, compression: FileCompressionType) -> Arc<dyn FileFormat> {
-    match source.format {
-        Format::Csv => {
-            let null_regex = (!source.csv.null_values.is_empty()).then(|| {
-                let alternatives: Vec<String> =
-                    source.csv.null_values.iter().map(|value| regex_escape(value)).collect();
-                format!("^({})$", alternatives.join("|"))
-            });
-            Arc::new(
-                CsvFormat::default()
-                    .with_has_header(source.csv.header)
-                    .with_delimiter(source.csv.delimiter)
-                    .with_quote(source.csv.quote)
-                    .with_null_regex(null_regex)
-                    .with_file_compression_type(compression),
-            )
-        }
-        Format::Ndjson => Arc::new(JsonFormat::default().with_file_compression_type(compression)),
-        // Strings as Utf8, as the CSV and NDJSON readers give them: a mart's column types do not
-        // depend on the format of its exports (DataFusion would read Parquet strings as Utf8View).
-        Format::Parquet => Arc::new(ParquetFormat::default().with_force_view_types(false)),
-        Format::Lines => Arc::new(lines::LinesFormat::new(compression)),
-    }
-}
-
-fn regex_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        if "\\.+*?()|[]{}^$".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The same columns, all read as text.
@@ -469,34 +268,4 @@ pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSum
     ctx.register_table(source.name.as_str(), provider)
         .map_err(|e| query_error(source, e))?;
     Ok(summary)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn compression_and_suffix_from_file_names() {
-        assert_eq!(
-            classify_file("part-0.ndjson.gz"),
-            (FileCompressionType::GZIP, ".ndjson.gz".into())
-        );
-        assert_eq!(
-            classify_file("orders.CSV.zst"),
-            (FileCompressionType::ZSTD, ".csv.zst".into())
-        );
-        assert_eq!(
-            classify_file("orders.csv"),
-            (FileCompressionType::UNCOMPRESSED, ".csv".into())
-        );
-        assert_eq!(
-            classify_file("data"),
-            (FileCompressionType::UNCOMPRESSED, String::new())
-        );
-    }
-
-    #[test]
-    fn null_markers_become_an_anchored_regex() {
-        assert_eq!(regex_escape("N/A (x)"), "N/A \\(x\\)");
-    }
 }

@@ -7,9 +7,39 @@ use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
 
-use super::raw::{RawCheck, RawNumber, RawRowCount};
-use super::{Check, Compiler, did_you_mean, parse_duration};
-use crate::config::template::TemplateContext;
+use lifemap_syntax::suggest::did_you_mean;
+use lifemap_syntax::units::parse_duration;
+
+use super::diagnostics::Compiler;
+use super::model::Check;
+use super::template::TemplateContext;
+use lifemap_syntax::pipeline::{RawCheck, RawNumber, RawRowCount};
+
+/// Every check, each compiled to SQL whose rows are failures; names are unique.
+pub(super) fn compile_checks(
+    c: &mut Compiler<'_>,
+    raw_checks: Vec<RawCheck>,
+    ctx: &TemplateContext,
+    table_names: &HashSet<String>,
+    as_of: &str,
+    hasher: &mut Sha256,
+) -> Vec<Check> {
+    let mut checks = Vec::with_capacity(raw_checks.len());
+    let mut check_names = HashSet::new();
+    for check in raw_checks {
+        if !check_names.insert(check.name.clone()) {
+            c.report(
+                &["checks:", &format!("name: {}", check.name)],
+                format!("checks.{}", check.name),
+                format!("two checks are named `{}`", check.name),
+            );
+        }
+        if let Some(compiled) = compile_check(c, check, ctx, table_names, as_of, hasher) {
+            checks.push(compiled);
+        }
+    }
+    checks
+}
 
 /// The placeholder a `row_count` check with `max_change_percent` carries until the run knows the
 /// rows of the mart's previous partition (it stays NULL, and the comparison passes, when there is none).

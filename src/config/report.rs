@@ -6,74 +6,14 @@ use std::time::Duration;
 use lettre::message::Mailbox;
 use sha2::{Digest, Sha256};
 
-use super::raw::{RawReport, RawSmtp};
-use super::{Compiler, Mart, Secret, normalize, parse_bytes};
-use crate::config::template::TemplateContext;
+use lifemap_syntax::suggest::did_you_mean;
+use lifemap_syntax::units::parse_bytes;
 
-/// A report template read from disk.
-#[derive(Debug, Clone)]
-pub struct TemplateFile {
-    pub path: PathBuf,
-    pub source: String,
-}
-
-impl TemplateFile {
-    /// The name minijinja knows it by; its extension decides autoescaping (`.html*` escapes).
-    pub fn name(&self) -> String {
-        self.path
-            .file_name()
-            .map(|name| name.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SmtpTls {
-    /// Plain connection upgraded with STARTTLS (port 587).
-    StartTls,
-    /// TLS from the first byte (port 465).
-    Implicit,
-    /// No encryption: only for a relay on the same host or network.
-    None,
-}
-
-#[derive(Debug, Clone)]
-pub struct SmtpSettings {
-    pub host: String,
-    pub port: u16,
-    pub tls: SmtpTls,
-    /// An extra trusted root certificate, PEM.
-    pub ca_pem: Option<Vec<u8>>,
-    pub username: Option<Secret>,
-    pub password: Option<Secret>,
-    pub timeout: Duration,
-    pub retries: u32,
-    pub retry_backoff: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub enum Transport {
-    /// `.eml` and `.html` files in a local folder.
-    Outbox(PathBuf),
-    Smtp(SmtpSettings),
-}
-
-#[derive(Debug, Clone)]
-pub struct Report {
-    pub html: TemplateFile,
-    pub text: TemplateFile,
-    pub subject: String,
-    pub marts: Vec<String>,
-    /// Name → rendered SQL over the marts.
-    pub queries: Vec<(String, String)>,
-    pub from: Mailbox,
-    pub to: Vec<Mailbox>,
-    pub cc: Vec<Mailbox>,
-    pub reply_to: Option<Mailbox>,
-    pub attach_csv: Vec<String>,
-    pub max_bytes: u64,
-    pub transport: Transport,
-}
+use super::diagnostics::{Compiler, is_plain_identifier};
+use super::files::{normalize, read_inside};
+use super::model::{Mart, Report, Secret, SmtpSettings, SmtpTls, TemplateFile, Transport};
+use super::template::TemplateContext;
+use lifemap_syntax::pipeline::{RawReport, RawSmtp};
 
 pub const DEFAULT_MAX_BYTES: u64 = 5_000_000;
 
@@ -90,7 +30,7 @@ pub(super) fn compile_report(
         normalize(&base.join(raw.template_dir.as_deref().unwrap_or("../report-templates")))
     };
     let mut read_template = |c: &mut Compiler<'_>, key: &str, file: &str| -> Option<TemplateFile> {
-        match super::read_inside(&template_dir, file, "template") {
+        match read_inside(&template_dir, file, "template") {
             Ok((path, source)) => {
                 hasher.update(source.as_bytes());
                 Some(TemplateFile { path, source })
@@ -116,8 +56,8 @@ pub(super) fn compile_report(
     for (key, list) in [("marts", &raw.marts), ("attach_csv", &raw.attach_csv)] {
         for name in list {
             if !mart_names.contains(&name.as_str()) {
-                let hint = super::did_you_mean(name, mart_names.iter().copied())
-                    .map(|close| format!("did you mean `{close}`?"));
+                let hint =
+                    did_you_mean(name, mart_names.iter().copied()).map(|close| format!("did you mean `{close}`?"));
                 c.report_with_hint(
                     &["report:", &format!("{key}:"), name.as_str()],
                     format!("report.{key}"),
@@ -136,7 +76,7 @@ pub(super) fn compile_report(
     let mut queries = Vec::new();
     for (name, sql) in &raw.queries {
         let key = format!("report.queries.{name}");
-        if !super::is_plain_identifier(name) || raw.marts.contains(name) {
+        if !is_plain_identifier(name) || raw.marts.contains(name) {
             c.report(
                 &["report:", "queries:", &format!("{name}:")],
                 key.clone(),

@@ -108,21 +108,21 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
         source,
     })?;
     if engine.scheduler.is_some() {
-        config = super::cluster::cluster_config(config);
+        config = super::cluster::client::cluster_config(config);
     }
     let mut state = state_builder(config, Arc::clone(&runtime))
         .with_physical_optimizer_rule(Arc::new(ParquetReadAhead::new(runtime)))
         .build();
     // Before the functions: turning a session into a cluster's client resets its function list.
     if let Some(scheduler) = &engine.scheduler {
-        state = super::cluster::client_state(state, scheduler)?;
+        state = super::cluster::client::client_state(state, scheduler)?;
     }
     crate::functions::register_all(&mut state).map_err(|source| Error::Engine {
         context: "registering lifemap's SQL functions".into(),
         source,
     })?;
     if engine.scheduler.is_some() {
-        super::cluster::register_series_functions(&mut state);
+        super::cluster::client::register_series_functions(&mut state);
     }
     let ctx = SessionContext::new_with_state(state);
     let locations = pipeline.sources.iter().map(|source| source.location.as_str());

@@ -44,7 +44,7 @@ impl ScalarUDFImpl for Fingerprint {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        super::one_text_argument(self.name(), arg_types)
+        super::support::one_text_argument(self.name(), arg_types)
     }
 
     fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
@@ -54,12 +54,11 @@ impl ScalarUDFImpl for Fingerprint {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         match &args.args[0] {
             ColumnarValue::Scalar(scalar) => Ok(ColumnarValue::Scalar(ScalarValue::Int64(
-                super::scalar_text(scalar).map(fingerprint_of),
+                super::support::scalar_text(scalar).map(fingerprint_of),
             ))),
-            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(Arc::new(Int64Array::from(super::map_text(
-                array,
-                |value| value.map(fingerprint_of),
-            ))))),
+            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(Arc::new(Int64Array::from(
+                super::support::map_text(array, |value| value.map(fingerprint_of)),
+            )))),
         }
     }
 }

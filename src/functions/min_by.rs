@@ -21,7 +21,7 @@ use datafusion::common::{Result, ScalarValue, exec_err, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility};
 
-use super::GroupLists;
+use super::support::GroupLists;
 
 /// `min_by` or `max_by`.
 #[derive(Debug, PartialEq, Eq, Hash)]
@@ -178,7 +178,7 @@ impl BestRows {
         let columns: Vec<ArrayRef> = keys.iter().chain([value]).cloned().collect();
         let rows = self.converter.convert_columns(&columns)?;
         let taking_part = (0..value.len())
-            .map(|i| keys.iter().all(|k| k.is_valid(i)) && super::passes_filter(filter, i))
+            .map(|i| keys.iter().all(|k| k.is_valid(i)) && super::support::passes_filter(filter, i))
             .collect();
         Ok((rows, taking_part))
     }
@@ -286,8 +286,8 @@ impl Accumulator for OneGroup {
 mod tests {
     use datafusion::prelude::SessionContext;
 
-    use super::super::testing::{query_lines as rows, small_batch_session};
     use super::*;
+    use crate::functions::testing::{query_lines as rows, small_batch_session};
 
     fn session() -> SessionContext {
         small_batch_session([

@@ -75,12 +75,11 @@ impl ScalarUDFImpl for PiiHash {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         match &args.args[0] {
             ColumnarValue::Scalar(scalar) => Ok(ColumnarValue::Scalar(ScalarValue::Utf8(
-                super::scalar_text(scalar).map(|text| self.digest(text)),
+                super::support::scalar_text(scalar).map(|text| self.digest(text)),
             ))),
-            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(Arc::new(StringArray::from(super::map_text(
-                array,
-                |value| value.map(|text| self.digest(text)),
-            ))))),
+            ColumnarValue::Array(array) => Ok(ColumnarValue::Array(Arc::new(StringArray::from(
+                super::support::map_text(array, |value| value.map(|text| self.digest(text))),
+            )))),
         }
     }
 }

@@ -37,7 +37,7 @@ impl ScalarUDFImpl for ParseRfc3339 {
     }
 
     fn coerce_types(&self, arg_types: &[DataType]) -> Result<Vec<DataType>> {
-        super::one_text_argument(self.name(), arg_types)
+        super::support::one_text_argument(self.name(), arg_types)
     }
 
     // The type `CAST(text AS TIMESTAMP)` gives, so the two are interchangeable.
@@ -48,11 +48,11 @@ impl ScalarUDFImpl for ParseRfc3339 {
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
         match &args.args[0] {
             ColumnarValue::Scalar(scalar) => Ok(ColumnarValue::Scalar(ScalarValue::TimestampNanosecond(
-                super::scalar_text(scalar).and_then(parse_rfc3339_nanos),
+                super::support::scalar_text(scalar).and_then(parse_rfc3339_nanos),
                 None,
             ))),
             ColumnarValue::Array(array) => Ok(ColumnarValue::Array(Arc::new(TimestampNanosecondArray::from(
-                super::map_text(array, |value| value.and_then(parse_rfc3339_nanos)),
+                super::support::map_text(array, |value| value.and_then(parse_rfc3339_nanos)),
             )))),
         }
     }

@@ -15,7 +15,7 @@ use datafusion::common::{Result, ScalarValue, plan_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility};
 
-use super::passes_filter;
+use super::support::passes_filter;
 
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct SecondSmallest {
@@ -229,8 +229,8 @@ mod tests {
     use datafusion::logical_expr::AggregateUDF;
     use datafusion::prelude::SessionContext;
 
-    use super::super::testing::{query_lines, small_batch_session};
     use super::*;
+    use crate::functions::testing::{query_lines, small_batch_session};
 
     fn session() -> SessionContext {
         small_batch_session([AggregateUDF::from(SecondSmallest::default())])

@@ -26,7 +26,7 @@ use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility};
 use datafusion::physical_expr::expressions::Literal;
 
-use super::GroupLists;
+use super::support::GroupLists;
 
 /// At most this many conditions (a bit each).
 pub const MAX_STEPS: usize = 32;
@@ -275,7 +275,7 @@ fn relevant_rows<'a>(
         return exec_err!("window_funnel: conditions were not coerced to booleans");
     }
     Ok((0..ts.len()).filter_map(move |row| {
-        if ts.is_null(row) || !super::passes_filter(filter, row) {
+        if ts.is_null(row) || !super::support::passes_filter(filter, row) {
             return None;
         }
         let mut mask = 0u32;

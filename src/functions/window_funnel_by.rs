@@ -25,7 +25,7 @@ use datafusion::common::{Result, ScalarValue, exec_err};
 use datafusion::logical_expr::function::{AccumulatorArgs, StateFieldsArgs};
 use datafusion::logical_expr::{Accumulator, AggregateUDFImpl, EmitTo, GroupsAccumulator, Signature, Volatility};
 
-use super::TaggedItems;
+use super::support::TaggedItems;
 use super::window_funnel::{coerce_funnel_arguments, funnel_level, list_type, window_micros};
 
 /// No entry: the event is not a first step of any funnel.

@@ -19,7 +19,7 @@ use datafusion::prelude::{DataFrame, SessionContext, ident};
 use lifemap_syntax::csv::split_header;
 use object_store::{ObjectMeta, ObjectStoreExt};
 
-use super::{file_format, file_kind, query_error};
+use super::files::{file_format, file_kind, query_error};
 use crate::config::Source;
 use crate::error::Error;
 

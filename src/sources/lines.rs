@@ -178,7 +178,7 @@ impl LinesListing {
 }
 
 /// A `lines` listing table that knows how it was described (see [`LinesListing`]).
-pub type LinesTable = crate::sources::Keeping<ListingTable, LinesListing>;
+pub type LinesTable = super::keeping::Keeping<ListingTable, LinesListing>;
 
 /// A `lines` scan's source, for a scan rebuilt from its serialized form on a cluster executor.
 pub fn file_source(table_schema: TableSchema) -> Arc<dyn FileSource> {

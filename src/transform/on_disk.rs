@@ -35,7 +35,7 @@ use datafusion::physical_plan::{ExecutionPlan, execute_stream_partitioned};
 use futures::StreamExt;
 
 use crate::engine::memory::HeldMemory;
-use crate::sources::Keeping;
+use crate::sources::keeping::Keeping;
 
 /// How much of a materialised step one output partition may keep in memory: its share of what the
 /// held steps may keep together, while they have room.
@@ -303,7 +303,7 @@ fn few_distinct_texts(column: &ArrayRef) -> bool {
     let sample = column.slice(0, column.len().min(SAMPLE_ROWS));
     let mut distinct = HashSet::new();
     let mut present = 0usize;
-    crate::functions::map_text(&sample, |value| {
+    crate::functions::support::map_text(&sample, |value| {
         if let Some(value) = value {
             present += 1;
             distinct.insert(value.to_owned());

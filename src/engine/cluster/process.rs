@@ -33,7 +33,7 @@ use datafusion::prelude::SessionConfig;
 use object_store::ObjectStore;
 use url::Url;
 
-use super::cluster_config;
+use super::client::cluster_config;
 use super::codec::{LifemapLogicalCodec, LifemapPhysicalCodec, one_input};
 use crate::error::Error;
 use crate::transform::on_cluster::{HoldWrite, HoldWriterExec};
@@ -180,7 +180,7 @@ fn session_state(config: SessionConfig) -> Result<SessionState> {
         .with_query_planner(Arc::new(LifemapQueryPlanner))
         .build();
     crate::functions::register_all(&mut state)?;
-    crate::sources::register_pii_hash_from_env(&mut state)?;
+    crate::sources::pii::register_pii_hash_from_env(&mut state)?;
     Ok(state)
 }
 
@@ -329,11 +329,10 @@ fn restore_compression(node: &Arc<dyn ExecutionPlan>) -> Option<Arc<dyn Executio
     if config.file_compression_type.is_compressed() || !matches!(config.file_source().file_type(), "csv" | "json") {
         return None;
     }
-    let mut shown = config
-        .file_groups
-        .iter()
-        .flat_map(|group| group.files())
-        .map(|file| crate::sources::classify_file(file.object_meta.location.filename().unwrap_or_default()).0);
+    let mut shown =
+        config.file_groups.iter().flat_map(|group| group.files()).map(|file| {
+            crate::sources::files::classify_file(file.object_meta.location.filename().unwrap_or_default()).0
+        });
     let first = shown.next()?;
     let same = shown.all(|other| other.get_variant() == first.get_variant());
     (same && first.is_compressed()).then(|| {
