@@ -21,6 +21,7 @@ pub mod delivery;
 pub mod engine;
 pub mod error;
 pub mod functions;
+pub mod inspect;
 pub mod layout;
 pub mod lock;
 pub mod marts;

@@ -15,11 +15,11 @@ use crate::config::Pipeline;
 use crate::context::RunContext;
 use crate::error::{Error, exit};
 use crate::layout::{OutputLayout, RUN_RESULTS};
-use crate::marts::MartWriter;
+use crate::marts::{MartWriter, StagedMart};
 use crate::quality::CheckOutcome;
 use crate::sources::{self, SourceSummary};
 use crate::storage;
-use crate::transform::{self, StepOutcome};
+use crate::transform::{self, StepGraph, StepOutcome};
 
 /// Choices made on the command line for a run.
 #[derive(Debug, Clone, Default)]
@@ -298,6 +298,42 @@ fn selected_marts(pipeline: &Pipeline, select: &[String]) -> Result<Vec<usize>, 
     Ok(chosen)
 }
 
+/// The steps a run computes, in order, and the marts it publishes.
+struct Targets {
+    steps: Vec<usize>,
+    marts: Vec<usize>,
+}
+
+/// What `options` asks of the pipeline: every mart (or the selected ones) and what feeds them,
+/// and on a full run or `check` what its checks read.
+fn targets(pipeline: &Pipeline, graph: &StepGraph, options: &RunOptions) -> Result<Targets, Error> {
+    let marts = if options.checks_only {
+        Vec::new()
+    } else {
+        selected_marts(pipeline, &options.select)?
+    };
+    let position = |name: &str| pipeline.steps.iter().position(|s| s.name == name);
+    let mut wanted: Vec<usize> = marts
+        .iter()
+        .filter_map(|&m| position(&pipeline.marts[m].from))
+        .collect();
+    wanted.extend(options.select.iter().filter_map(|name| position(name)));
+    // A full run computes what its checks read even when no mart needs it; a partial run
+    // (--select) skips the checks outside its selection.
+    if options.checks_only || options.select.is_empty() {
+        wanted.extend(pipeline.checks.iter().flat_map(|check| {
+            transform::tables_read(&check.sql)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|table| position(&table))
+        }));
+    }
+    Ok(Targets {
+        steps: graph.closure(&wanted),
+        marts,
+    })
+}
+
 async fn execute(
     run: &RunContext<'_>,
     options: &RunOptions,
@@ -306,34 +342,7 @@ async fn execute(
 ) -> Result<(), Error> {
     let pipeline = run.pipeline;
     let graph = transform::resolve(pipeline)?;
-    let mart_indexes = if options.checks_only {
-        Vec::new()
-    } else {
-        selected_marts(pipeline, &options.select)?
-    };
-    let mut targets: Vec<usize> = mart_indexes
-        .iter()
-        .filter_map(|&m| pipeline.steps.iter().position(|s| s.name == pipeline.marts[m].from))
-        .collect();
-    targets.extend(
-        options
-            .select
-            .iter()
-            .filter_map(|name| pipeline.steps.iter().position(|s| &s.name == name)),
-    );
-    // A full run computes what its checks read even when no mart needs it; a partial run
-    // (--select) skips the checks outside its selection.
-    if options.checks_only || options.select.is_empty() {
-        targets.extend(pipeline.checks.iter().flat_map(|check| {
-            transform::tables_read(&check.sql)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|table| pipeline.steps.iter().position(|s| s.name == table))
-        }));
-    }
-    let step_indexes = graph.closure(&targets);
-
-    let ctx = &run.session;
+    let targets = targets(pipeline, &graph, options)?;
     progress.message("checking inputs");
     sources::check_ds_input(run).await?;
     progress.message("registering sources");
@@ -342,69 +351,13 @@ async fn execute(
     results.totals.source_bytes = results.sources.iter().map(|s| s.bytes).sum();
 
     let writer = MartWriter::new(run.layout.clone(), &pipeline.name);
-    let schedule = transform::schedule(pipeline, &graph, &step_indexes, &mart_indexes);
-    let mut staged = Vec::with_capacity(mart_indexes.len());
-    let mut checks: Vec<Option<CheckOutcome>> = vec![None; pipeline.checks.len()];
-    let computed = async {
-        for (at, &index) in step_indexes.iter().enumerate() {
-            let step = &pipeline.steps[index];
-            progress.message(&format!("step {}", step.name));
-            // A file that cannot be read fails where it is read: name the sources behind it.
-            let blame = |err: Error| -> Error {
-                let sources = graph.sources_read(pipeline, index);
-                if !err.is_unreadable_input() || sources.is_empty() {
-                    return err;
-                }
-                Error::Source {
-                    name: sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join("`, `"),
-                    location: sources
-                        .iter()
-                        .map(|s| s.location.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
-                    message: format!("a file could not be read: {err}"),
-                }
-            };
-            results
-                .steps
-                .push(transform::run_step(run, &graph, index).await.map_err(blame)?);
-            for &mart_index in &schedule.marts_after[at] {
-                let mart = &pipeline.marts[mart_index];
-                progress.message(&format!("writing mart {}", mart.name));
-                let frame = ctx.table(mart.from.as_str()).await.map_err(|source| Error::Engine {
-                    context: format!("mart `{}`", mart.name),
-                    source,
-                })?;
-                staged.push((mart_index, writer.write(mart, frame).await.map_err(blame)?));
-            }
-            for &check_index in &schedule.checks_after[at] {
-                let check = &pipeline.checks[check_index];
-                progress.message(&format!("checking {}", check.name));
-                let previous = match &check.previous_rows_of {
-                    Some(mart) => crate::marts::previous_partition(&run.layout, mart).await?,
-                    None => None,
-                };
-                checks[check_index] = Some(crate::quality::run_check(ctx, check, previous).await?);
-            }
-            // Dropping a table nothing later reads gives its memory back (views hold their inputs).
-            for &done in &schedule.release_after[at] {
-                let name = pipeline.steps[done].name.as_str();
-                if let Err(err) = ctx.deregister_table(name) {
-                    tracing::debug!(table = name, error = %err, "could not release table");
-                }
-            }
+    let staged = match compute(run, &graph, &targets, &writer, progress, results).await {
+        Ok(staged) => staged,
+        Err(err) => {
+            writer.discard().await;
+            return Err(err);
         }
-        Ok::<(), Error>(())
     };
-    if let Err(err) = computed.await {
-        writer.discard().await;
-        return Err(err);
-    }
-    results.checks = checks
-        .into_iter()
-        .zip(&pipeline.checks)
-        .map(|(outcome, check)| outcome.unwrap_or_else(|| CheckOutcome::skipped(check)))
-        .collect();
     if let Some(err) = crate::quality::blocking_failures(&results.checks) {
         writer.discard().await;
         return Err(err);
@@ -413,18 +366,98 @@ async fn execute(
         writer.discard().await;
         return Ok(());
     }
+    progress.message("publishing");
+    if let Err(err) = publish(&writer, &staged, results).await {
+        writer.discard().await;
+        return Err(err);
+    }
+    // The report goes out only after every mart it reads is published and every error-level
+    // check passed; a partial run (--select) publishes a subset and sends nothing.
+    if let Some(report) = &pipeline.report
+        && options.select.is_empty()
+        && !options.skip_report
+    {
+        results.report = Some(send_report(run, report, options.resend, progress, results).await?);
+    }
+    Ok(())
+}
+
+/// Run the steps in order; after each, stage the marts and run the checks it completes, and let
+/// go of the tables nothing later reads. Returns the staged marts in the pipeline's order.
+async fn compute(
+    run: &RunContext<'_>,
+    graph: &StepGraph,
+    targets: &Targets,
+    writer: &MartWriter,
+    progress: &crate::progress::Progress,
+    results: &mut RunResults,
+) -> Result<Vec<StagedMart>, Error> {
+    let (pipeline, ctx) = (run.pipeline, &run.session);
+    let schedule = transform::schedule(pipeline, graph, &targets.steps, &targets.marts);
+    let mut staged = Vec::with_capacity(targets.marts.len());
+    let mut checks: Vec<Option<CheckOutcome>> = vec![None; pipeline.checks.len()];
+    for (at, &index) in targets.steps.iter().enumerate() {
+        progress.message(&format!("step {}", pipeline.steps[index].name));
+        let blame = |err: Error| blame_sources(err, pipeline, graph, index);
+        results
+            .steps
+            .push(transform::run_step(run, graph, index).await.map_err(blame)?);
+        for &mart_index in &schedule.marts_after[at] {
+            let mart = &pipeline.marts[mart_index];
+            progress.message(&format!("writing mart {}", mart.name));
+            let frame = ctx.table(mart.from.as_str()).await.map_err(|source| Error::Engine {
+                context: format!("mart `{}`", mart.name),
+                source,
+            })?;
+            staged.push((mart_index, writer.write(mart, frame).await.map_err(blame)?));
+        }
+        for &check_index in &schedule.checks_after[at] {
+            let check = &pipeline.checks[check_index];
+            progress.message(&format!("checking {}", check.name));
+            let previous = match &check.previous_rows_of {
+                Some(mart) => crate::marts::previous_partition(&run.layout, mart).await?,
+                None => None,
+            };
+            checks[check_index] = Some(crate::quality::run_check(ctx, check, previous).await?);
+        }
+        // Dropping a table nothing later reads gives its memory back (views hold their inputs).
+        for &done in &schedule.release_after[at] {
+            let name = pipeline.steps[done].name.as_str();
+            if let Err(err) = ctx.deregister_table(name) {
+                tracing::debug!(table = name, error = %err, "could not release table");
+            }
+        }
+    }
+    results.checks = checks
+        .into_iter()
+        .zip(&pipeline.checks)
+        .map(|(outcome, check)| outcome.unwrap_or_else(|| CheckOutcome::skipped(check)))
+        .collect();
     // Published and reported in the order the pipeline lists its marts.
     staged.sort_by_key(|(mart_index, _)| *mart_index);
-    let staged: Vec<_> = staged.into_iter().map(|(_, mart)| mart).collect();
+    Ok(staged.into_iter().map(|(_, mart)| mart).collect())
+}
 
-    progress.message("publishing");
-    let manifests = match writer.publish(&staged).await {
-        Ok(manifests) => manifests,
-        Err(err) => {
-            writer.discard().await;
-            return Err(err);
-        }
-    };
+/// A file that cannot be read fails where it is read: name the sources behind the step.
+fn blame_sources(err: Error, pipeline: &Pipeline, graph: &StepGraph, index: usize) -> Error {
+    let sources = graph.sources_read(pipeline, index);
+    if !err.is_unreadable_input() || sources.is_empty() {
+        return err;
+    }
+    Error::Source {
+        name: sources.iter().map(|s| s.name.as_str()).collect::<Vec<_>>().join("`, `"),
+        location: sources
+            .iter()
+            .map(|s| s.location.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+        message: format!("a file could not be read: {err}"),
+    }
+}
+
+/// Publish the staged marts and record them in the results.
+async fn publish(writer: &MartWriter, staged: &[StagedMart], results: &mut RunResults) -> Result<(), Error> {
+    let manifests = writer.publish(staged).await?;
     results.marts = staged
         .iter()
         .zip(&manifests)
@@ -440,26 +473,28 @@ async fn execute(
         .collect();
     results.totals.rows = results.marts.iter().map(|m| m.rows).sum();
     results.totals.bytes = results.marts.iter().map(|m| m.bytes).sum();
-
-    // The report goes out only after every mart it reads is published and every error-level
-    // check passed; a partial run (--select) publishes a subset and sends nothing.
-    if let Some(report) = &pipeline.report
-        && options.select.is_empty()
-        && !options.skip_report
-    {
-        progress.message("rendering the report");
-        let data = crate::report::load(run, report).await?;
-        let info = crate::report::RunInfo {
-            run_id: results.run_id.clone(),
-            checks: results
-                .checks
-                .iter()
-                .filter_map(|check| serde_json::to_value(check).ok())
-                .collect(),
-        };
-        let rendered = crate::report::render(pipeline, report, &data, &info)?;
-        progress.message("delivering the report");
-        results.report = Some(crate::delivery::deliver(run, report, &rendered, options.resend).await?);
-    }
     Ok(())
+}
+
+/// Render the report from the published marts and deliver it (once per `ds`).
+async fn send_report(
+    run: &RunContext<'_>,
+    report: &crate::config::Report,
+    resend: bool,
+    progress: &crate::progress::Progress,
+    results: &RunResults,
+) -> Result<crate::delivery::DeliveryRecord, Error> {
+    progress.message("rendering the report");
+    let data = crate::report::load(run, report).await?;
+    let info = crate::report::RunInfo {
+        run_id: results.run_id.clone(),
+        checks: results
+            .checks
+            .iter()
+            .filter_map(|check| serde_json::to_value(check).ok())
+            .collect(),
+    };
+    let rendered = crate::report::render(run.pipeline, report, &data, &info)?;
+    progress.message("delivering the report");
+    crate::delivery::deliver(run, report, &rendered, resend).await
 }

@@ -13,7 +13,7 @@ use lifemap_syntax::units::parse_duration;
 use super::diagnostics::Compiler;
 use super::model::Check;
 use super::template::TemplateContext;
-use lifemap_syntax::pipeline::{RawCheck, RawNumber, RawRowCount};
+use lifemap_syntax::pipeline::{RawAcceptedValues, RawCheck, RawFreshness, RawNumber, RawQuarantineShare, RawRowCount};
 
 /// Every check, each compiled to SQL whose rows are failures; names are unique.
 pub(super) fn compile_checks(
@@ -200,23 +200,7 @@ fn declared_sql(check: &RawCheck, as_of: &str, render: &Render) -> Result<(Strin
     }
     if let Some(accepted) = &check.accepted_values {
         let table = table_name()?;
-        if accepted.values.is_empty() {
-            return Err("`values` is empty: list the accepted values".into());
-        }
-        let values = accepted
-            .values
-            .iter()
-            .map(value_literal)
-            .collect::<Result<Vec<_>, _>>()?
-            .join(", ");
-        let column = ident(&accepted.column);
-        return Ok((
-            format!(
-                "SELECT * FROM {} WHERE {column} IS NOT NULL AND {column} NOT IN ({values})",
-                ident(&table)
-            ),
-            vec![table],
-        ));
+        return Ok((accepted_values_sql(&table, accepted)?, vec![table]));
     }
     if let Some(relation) = &check.relationships {
         let table = table_name()?;
@@ -238,49 +222,74 @@ fn declared_sql(check: &RawCheck, as_of: &str, render: &Render) -> Result<(Strin
     }
     if let Some(freshness) = &check.freshness {
         let table = table_name()?;
-        let max_age = parse_duration(&render(&freshness.max_age)?)?;
-        let column = ident(&freshness.column);
-        let as_of = text_literal(as_of);
-        return Ok((
-            format!(
-                "SELECT latest, CAST({as_of} AS TIMESTAMP) AS as_of FROM \
-                 (SELECT MAX(CAST({column} AS TIMESTAMP)) AS latest FROM {}) newest\n\
-                 WHERE latest IS NULL OR latest < CAST({as_of} AS TIMESTAMP) - INTERVAL '{} seconds'",
-                ident(&table),
-                max_age.as_secs()
-            ),
-            vec![table],
-        ));
+        return Ok((freshness_sql(&table, freshness, as_of, render)?, vec![table]));
     }
     if let Some(share) = &check.quarantine_share {
         if check.table.is_some() {
             return Err("quarantine_share names its tables itself (`quarantine`, `rows_from`); remove `table`".into());
         }
-        let max = number(&share.max, "max", render)?;
-        if !(0.0..=1.0).contains(&max) {
-            return Err(format!("max is a fraction between 0 and 1 (0.01 is 1 %); got {max}"));
-        }
-        let quarantine = share.quarantine.clone().unwrap_or_else(|| "quarantine".into());
-        let rows_from = share
-            .rows_from
-            .clone()
-            .unwrap_or_else(|| format!("stg_{}", share.source));
-        return Ok((
-            format!(
-                "WITH quarantined AS (SELECT COUNT(*) AS quarantined FROM {} WHERE source = {}),\n     \
-                 counted AS (SELECT COUNT(*) AS rows_read FROM {})\n\
-                 SELECT quarantined, rows_read, CAST(quarantined AS DOUBLE) / NULLIF(rows_read, 0) AS share, {max:?} AS max_share\n\
-                 FROM quarantined CROSS JOIN counted\n\
-                 WHERE CAST(quarantined AS DOUBLE) > {max:?} * rows_read",
-                ident(&quarantine),
-                text_literal(&share.source),
-                ident(&rows_from),
-                max = max,
-            ),
-            vec![quarantine, rows_from],
-        ));
+        return quarantine_share_sql(share, render);
     }
     Err("no kind given".into())
+}
+
+/// Rows whose value is not one of the accepted ones (NULL is not checked).
+fn accepted_values_sql(table: &str, accepted: &RawAcceptedValues) -> Result<String, String> {
+    if accepted.values.is_empty() {
+        return Err("`values` is empty: list the accepted values".into());
+    }
+    let values = accepted
+        .values
+        .iter()
+        .map(value_literal)
+        .collect::<Result<Vec<_>, _>>()?
+        .join(", ");
+    let column = ident(&accepted.column);
+    Ok(format!(
+        "SELECT * FROM {} WHERE {column} IS NOT NULL AND {column} NOT IN ({values})",
+        ident(table)
+    ))
+}
+
+/// One row when the newest value of the column is older than `max_age` at `as_of` (or absent).
+fn freshness_sql(table: &str, freshness: &RawFreshness, as_of: &str, render: &Render) -> Result<String, String> {
+    let max_age = parse_duration(&render(&freshness.max_age)?)?;
+    let column = ident(&freshness.column);
+    let as_of = text_literal(as_of);
+    Ok(format!(
+        "SELECT latest, CAST({as_of} AS TIMESTAMP) AS as_of FROM \
+         (SELECT MAX(CAST({column} AS TIMESTAMP)) AS latest FROM {}) newest\n\
+         WHERE latest IS NULL OR latest < CAST({as_of} AS TIMESTAMP) - INTERVAL '{} seconds'",
+        ident(table),
+        max_age.as_secs()
+    ))
+}
+
+/// One row when more than `max` of a source's rows were quarantined; the tables it reads.
+fn quarantine_share_sql(share: &RawQuarantineShare, render: &Render) -> Result<(String, Vec<String>), String> {
+    let max = number(&share.max, "max", render)?;
+    if !(0.0..=1.0).contains(&max) {
+        return Err(format!("max is a fraction between 0 and 1 (0.01 is 1 %); got {max}"));
+    }
+    let quarantine = share.quarantine.clone().unwrap_or_else(|| "quarantine".into());
+    let rows_from = share
+        .rows_from
+        .clone()
+        .unwrap_or_else(|| format!("stg_{}", share.source));
+    Ok((
+        format!(
+            "WITH quarantined AS (SELECT COUNT(*) AS quarantined FROM {} WHERE source = {}),\n     \
+             counted AS (SELECT COUNT(*) AS rows_read FROM {})\n\
+             SELECT quarantined, rows_read, CAST(quarantined AS DOUBLE) / NULLIF(rows_read, 0) AS share, {max:?} AS max_share\n\
+             FROM quarantined CROSS JOIN counted\n\
+             WHERE CAST(quarantined AS DOUBLE) > {max:?} * rows_read",
+            ident(&quarantine),
+            text_literal(&share.source),
+            ident(&rows_from),
+            max = max,
+        ),
+        vec![quarantine, rows_from],
+    ))
 }
 
 /// Compile one check, reporting every problem with its place in the file.

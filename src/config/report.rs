@@ -13,7 +13,7 @@ use super::diagnostics::{Compiler, is_plain_identifier};
 use super::files::{normalize, read_inside};
 use super::model::{Mart, Report, Secret, SmtpSettings, SmtpTls, TemplateFile, Transport};
 use super::template::TemplateContext;
-use lifemap_syntax::pipeline::{RawReport, RawSmtp};
+use lifemap_syntax::pipeline::{RawDelivery, RawReport, RawSmtp};
 
 pub const DEFAULT_MAX_BYTES: u64 = 5_000_000;
 
@@ -25,33 +25,79 @@ pub(super) fn compile_report(
     marts: &[Mart],
     hasher: &mut Sha256,
 ) -> Option<Report> {
-    let template_dir = {
-        let base = pipeline_file.parent().unwrap_or(Path::new("."));
-        normalize(&base.join(raw.template_dir.as_deref().unwrap_or("../report-templates")))
-    };
-    let mut read_template = |c: &mut Compiler<'_>, key: &str, file: &str| -> Option<TemplateFile> {
-        match read_inside(&template_dir, file, "template") {
-            Ok((path, source)) => {
-                hasher.update(source.as_bytes());
-                Some(TemplateFile { path, source })
-            }
-            Err(message) => {
-                c.report_with_hint(
-                    &["report:", &format!("{key}:")],
-                    format!("report.{key}"),
-                    message,
-                    Some(format!(
-                        "templates are files under template_dir ({})",
-                        template_dir.display()
-                    )),
-                );
-                None
-            }
-        }
-    };
-    let html = read_template(c, "template", &raw.template);
-    let text = read_template(c, "text_template", &raw.text_template);
+    let template_dir = normalize(
+        &pipeline_file
+            .parent()
+            .unwrap_or(Path::new("."))
+            .join(raw.template_dir.as_deref().unwrap_or("../report-templates")),
+    );
+    let html = read_template(c, &template_dir, "template", &raw.template, hasher);
+    let text = read_template(c, &template_dir, "text_template", &raw.text_template, hasher);
+    check_marts(c, &raw, marts);
+    let queries = compile_queries(c, &raw, ctx, hasher);
+    let from = mailboxes(c, "from", std::slice::from_ref(&raw.from));
+    let to = mailboxes(c, "to", &raw.to);
+    let cc = mailboxes(c, "cc", &raw.cc);
+    let reply_to = raw
+        .reply_to
+        .as_ref()
+        .map(|value| mailboxes(c, "reply_to", std::slice::from_ref(value)))
+        .and_then(|mut list| list.pop());
+    if from.len() != 1 {
+        c.report(&["report:", "from:"], "report.from", "give exactly one sender address");
+    }
+    if to.is_empty() && cc.is_empty() {
+        c.report(&["report:", "to:"], "report.to", "the report has no recipient");
+    }
+    let max_bytes = max_bytes(c, raw.max_size.as_deref());
+    let transport = compile_transport(c, raw.delivery.unwrap_or_default(), ctx);
+    let from = from.into_iter().next()?;
+    Some(Report {
+        html: html?,
+        text: text?,
+        subject: raw.subject,
+        marts: raw.marts,
+        queries,
+        from,
+        to,
+        cc,
+        reply_to,
+        attach_csv: raw.attach_csv,
+        max_bytes,
+        transport: transport?,
+    })
+}
 
+/// A template file under `template_dir`; its text goes into the pipeline's hash.
+fn read_template(
+    c: &mut Compiler<'_>,
+    template_dir: &Path,
+    key: &str,
+    file: &str,
+    hasher: &mut Sha256,
+) -> Option<TemplateFile> {
+    match read_inside(template_dir, file, "template") {
+        Ok((path, source)) => {
+            hasher.update(source.as_bytes());
+            Some(TemplateFile { path, source })
+        }
+        Err(message) => {
+            c.report_with_hint(
+                &["report:", &format!("{key}:")],
+                format!("report.{key}"),
+                message,
+                Some(format!(
+                    "templates are files under template_dir ({})",
+                    template_dir.display()
+                )),
+            );
+            None
+        }
+    }
+}
+
+/// The marts a report reads and attaches are marts of the pipeline, and what it attaches it reads.
+fn check_marts(c: &mut Compiler<'_>, raw: &RawReport, marts: &[Mart]) {
     let mart_names: Vec<&str> = marts.iter().map(|m| m.name.as_str()).collect();
     for (key, list) in [("marts", &raw.marts), ("attach_csv", &raw.attach_csv)] {
         for name in list {
@@ -73,6 +119,15 @@ pub(super) fn compile_report(
             }
         }
     }
+}
+
+/// The report's queries, templated as SQL; their names are plain and not those of marts.
+fn compile_queries(
+    c: &mut Compiler<'_>,
+    raw: &RawReport,
+    ctx: &TemplateContext,
+    hasher: &mut Sha256,
+) -> Vec<(String, String)> {
     let mut queries = Vec::new();
     for (name, sql) in &raw.queries {
         let key = format!("report.queries.{name}");
@@ -89,56 +144,47 @@ pub(super) fn compile_report(
             Err(message) => c.report(&["report:", "queries:", &format!("{name}:")], key, message),
         }
     }
+    queries
+}
 
-    let mailboxes = |c: &mut Compiler<'_>, key: &str, values: &[String]| -> Vec<Mailbox> {
-        let mut out = Vec::new();
-        for value in values {
-            let Some(done) = c.env_value(&format!("report.{key}"), value) else {
-                continue;
-            };
-            for address in done.value.split(',').map(str::trim).filter(|a| !a.is_empty()) {
-                match address.parse::<Mailbox>() {
-                    Ok(mailbox) => out.push(mailbox),
-                    Err(err) => c.report(
-                        &["report:", &format!("{key}:")],
-                        format!("report.{key}"),
-                        format!("`{address}` is not an email address: {err}"),
-                    ),
-                }
+/// Addresses of one header: each value `${ENV}`-filled, and may hold several, comma-separated.
+fn mailboxes(c: &mut Compiler<'_>, key: &str, values: &[String]) -> Vec<Mailbox> {
+    let mut out = Vec::new();
+    for value in values {
+        let Some(done) = c.env_value(&format!("report.{key}"), value) else {
+            continue;
+        };
+        for address in done.value.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            match address.parse::<Mailbox>() {
+                Ok(mailbox) => out.push(mailbox),
+                Err(err) => c.report(
+                    &["report:", &format!("{key}:")],
+                    format!("report.{key}"),
+                    format!("`{address}` is not an email address: {err}"),
+                ),
             }
         }
-        out
-    };
-    let from = mailboxes(c, "from", std::slice::from_ref(&raw.from));
-    let to = mailboxes(c, "to", &raw.to);
-    let cc = mailboxes(c, "cc", &raw.cc);
-    let reply_to = raw
-        .reply_to
-        .as_ref()
-        .map(|value| mailboxes(c, "reply_to", std::slice::from_ref(value)))
-        .and_then(|mut list| list.pop());
-    if from.len() != 1 {
-        c.report(&["report:", "from:"], "report.from", "give exactly one sender address");
     }
-    if to.is_empty() && cc.is_empty() {
-        c.report(&["report:", "to:"], "report.to", "the report has no recipient");
-    }
+    out
+}
 
+/// The largest message the report may become (`max_size`), in bytes.
+fn max_bytes(c: &mut Compiler<'_>, raw: Option<&str>) -> u64 {
     let max_size = raw
-        .max_size
-        .as_deref()
         .and_then(|value| c.env_value("report.max_size", value))
         .map(|done| done.value)
         .filter(|value| !value.is_empty());
-    let max_bytes = match max_size.as_deref() {
+    match max_size.as_deref() {
         None => DEFAULT_MAX_BYTES,
         Some(text) => parse_bytes(text).unwrap_or_else(|message| {
             c.report(&["report:", "max_size:"], "report.max_size", message);
             DEFAULT_MAX_BYTES
         }),
-    };
+    }
+}
 
-    let delivery = raw.delivery.unwrap_or_default();
+/// Delivery: the outbox (a folder, the default) or an SMTP server.
+fn compile_transport(c: &mut Compiler<'_>, delivery: RawDelivery, ctx: &TemplateContext) -> Option<Transport> {
     let transport_name = delivery
         .transport
         .as_deref()
@@ -146,7 +192,7 @@ pub(super) fn compile_report(
         .map(|done| done.value)
         .filter(|value| !value.is_empty())
         .unwrap_or_else(|| "outbox".into());
-    let transport = match transport_name.as_str() {
+    match transport_name.as_str() {
         "outbox" => {
             let folder = delivery
                 .outbox
@@ -164,32 +210,39 @@ pub(super) fn compile_report(
             );
             None
         }
-    };
+    }
+}
 
-    let from = from.into_iter().next()?;
-    Some(Report {
-        html: html?,
-        text: text?,
-        subject: raw.subject,
-        marts: raw.marts,
-        queries,
-        from,
-        to,
-        cc,
-        reply_to,
-        attach_csv: raw.attach_csv,
-        max_bytes,
-        transport: transport?,
-    })
+/// A setting of the `smtp:` section, `${ENV}`-filled; empty counts as unset.
+fn smtp_text(c: &mut Compiler<'_>, key: &str, value: Option<&str>) -> Option<String> {
+    let done = c.env_value(&format!("report.delivery.smtp.{key}"), value?)?;
+    (!done.value.is_empty()).then_some(done.value)
+}
+
+/// A number of the `smtp:` section, or `default` (with a report when it is not one).
+fn smtp_number<T: std::str::FromStr>(
+    c: &mut Compiler<'_>,
+    key: &str,
+    value: Option<&str>,
+    default: T,
+    what: &str,
+) -> T {
+    match smtp_text(c, key, value) {
+        None => default,
+        Some(text) => text.parse::<T>().unwrap_or_else(|_| {
+            c.report(
+                &["smtp:", &format!("{key}:")],
+                format!("report.delivery.smtp.{key}"),
+                format!("`{text}` is not {what}"),
+            );
+            default
+        }),
+    }
 }
 
 fn compile_smtp(c: &mut Compiler<'_>, raw: RawSmtp) -> Option<SmtpSettings> {
-    let text = |c: &mut Compiler<'_>, key: &str, value: Option<&str>| -> Option<String> {
-        let done = c.env_value(&format!("report.delivery.smtp.{key}"), value?)?;
-        (!done.value.is_empty()).then_some(done.value)
-    };
-    let host = text(c, "host", raw.host.as_deref());
-    let tls = match text(c, "tls", raw.tls.as_deref()).as_deref() {
+    let host = smtp_text(c, "host", raw.host.as_deref());
+    let tls = match smtp_text(c, "tls", raw.tls.as_deref()).as_deref() {
         None | Some("starttls") => SmtpTls::StartTls,
         Some("tls") => SmtpTls::Implicit,
         Some("none") => SmtpTls::None,
@@ -207,18 +260,8 @@ fn compile_smtp(c: &mut Compiler<'_>, raw: RawSmtp) -> Option<SmtpSettings> {
         SmtpTls::Implicit => 465,
         SmtpTls::None => 25,
     };
-    let port = match text(c, "port", raw.port.as_deref()) {
-        None => default_port,
-        Some(value) => value.parse::<u16>().unwrap_or_else(|_| {
-            c.report(
-                &["smtp:", "port:"],
-                "report.delivery.smtp.port",
-                format!("`{value}` is not a port number"),
-            );
-            default_port
-        }),
-    };
-    let ca_pem = text(c, "ca_file", raw.ca_file.as_deref()).and_then(|file| match std::fs::read(&file) {
+    let port = smtp_number(c, "port", raw.port.as_deref(), default_port, "a port number");
+    let ca_pem = smtp_text(c, "ca_file", raw.ca_file.as_deref()).and_then(|file| match std::fs::read(&file) {
         Ok(pem) => Some(pem),
         Err(err) => {
             c.report(
@@ -229,8 +272,42 @@ fn compile_smtp(c: &mut Compiler<'_>, raw: RawSmtp) -> Option<SmtpSettings> {
             None
         }
     });
-    // No credentials is a valid setup (a local relay), so unset variables are fine; one without
-    // the other is a mistake.
+    let (username, password) = smtp_credentials(c, &raw);
+    let timeout = c.duration(
+        "report.delivery.smtp.timeout",
+        raw.timeout.as_deref(),
+        Duration::from_secs(30),
+    );
+    let retry_backoff = c.duration(
+        "report.delivery.smtp.retry_backoff",
+        raw.retry_backoff.as_deref(),
+        Duration::from_secs(2),
+    );
+    let retries = smtp_number(c, "retries", raw.retries.as_deref(), 3, "a number of retries");
+    let Some(host) = host else {
+        c.report(
+            &["report:", "smtp:"],
+            "report.delivery.smtp.host",
+            "the smtp transport needs a host",
+        );
+        return None;
+    };
+    Some(SmtpSettings {
+        host,
+        port,
+        tls,
+        ca_pem,
+        username,
+        password,
+        timeout,
+        retries,
+        retry_backoff,
+    })
+}
+
+/// The SMTP credentials from the environment variables the pipeline names. No credentials is a
+/// valid setup (a local relay), so unset variables are fine; one without the other is a mistake.
+fn smtp_credentials(c: &mut Compiler<'_>, raw: &RawSmtp) -> (Option<Secret>, Option<Secret>) {
     let username = raw
         .username_env
         .as_deref()
@@ -252,46 +329,7 @@ fn compile_smtp(c: &mut Compiler<'_>, raw: RawSmtp) -> Option<SmtpSettings> {
             ),
         );
     }
-    let timeout = c.duration(
-        "report.delivery.smtp.timeout",
-        raw.timeout.as_deref(),
-        Duration::from_secs(30),
-    );
-    let retry_backoff = c.duration(
-        "report.delivery.smtp.retry_backoff",
-        raw.retry_backoff.as_deref(),
-        Duration::from_secs(2),
-    );
-    let retries = match text(c, "retries", raw.retries.as_deref()) {
-        None => 3,
-        Some(value) => value.parse::<u32>().unwrap_or_else(|_| {
-            c.report(
-                &["smtp:", "retries:"],
-                "report.delivery.smtp.retries",
-                format!("`{value}` is not a number of retries"),
-            );
-            3
-        }),
-    };
-    let Some(host) = host else {
-        c.report(
-            &["report:", "smtp:"],
-            "report.delivery.smtp.host",
-            "the smtp transport needs a host",
-        );
-        return None;
-    };
-    Some(SmtpSettings {
-        host,
-        port,
-        tls,
-        ca_pem,
-        username,
-        password,
-        timeout,
-        retries,
-        retry_backoff,
-    })
+    (username, password)
 }
 
 #[cfg(test)]

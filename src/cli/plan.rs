@@ -1,0 +1,64 @@
+//! `lifemap plan`: the step order, each step's rendered SQL and output schema, then every check
+//! with the SQL it runs.
+
+use super::args::{PipelineArgs, overrides};
+use crate::config::{self, Pipeline};
+use crate::error::Error;
+use crate::inspect::{self, PlannedStep};
+
+pub(super) async fn run(args: &PipelineArgs) -> Result<(), Error> {
+    let pipeline = config::load(&args.pipeline, &overrides(args, args.ds, None, &None))?;
+    let plan = inspect::plan(&pipeline).await?;
+    println!(
+        "pipeline {} for ds {} (as_of {})",
+        pipeline.name,
+        pipeline.date.ds_string(),
+        pipeline.date.as_of_rfc3339()
+    );
+    for (position, step) in plan.steps.iter().enumerate() {
+        print_step(&pipeline, position, step);
+    }
+    for check in &pipeline.checks {
+        println!(
+            "\ncheck {} ({}, {})",
+            check.name,
+            check.kind,
+            match check.severity {
+                config::raw::Severity::Error => "error",
+                config::raw::Severity::Warn => "warn",
+            }
+        );
+        println!("   failing rows:");
+        for line in check.sql.trim_end().lines() {
+            println!("     {line}");
+        }
+    }
+    match plan.failures.into_iter().next() {
+        Some(first) => Err(first),
+        None => Ok(()),
+    }
+}
+
+fn print_step(pipeline: &Pipeline, position: usize, planned: &PlannedStep) {
+    let step = &pipeline.steps[planned.index];
+    println!("\n{}. {} ({})", position + 1, step.name, step.origin);
+    if !planned.after.is_empty() {
+        println!("   after: {}", planned.after.join(", "));
+    }
+    if !planned.publishes.is_empty() {
+        println!("   publishes: {}", planned.publishes.join(", "));
+    }
+    println!("   sql:");
+    for line in step.sql.trim_end().lines() {
+        println!("     {line}");
+    }
+    println!("   schema:");
+    for field in planned.schema.fields() {
+        println!(
+            "     {}: {}{}",
+            field.name(),
+            field.data_type(),
+            if field.is_nullable() { "" } else { " not null" }
+        );
+    }
+}
