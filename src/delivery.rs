@@ -32,10 +32,18 @@ use crate::storage;
 pub use crate::layout::DELIVERY_MARKER as MARKER;
 
 /// `delivery.json`, and what `run_results.json` says of the report.
+/// Whether this run sent the report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Sent,
+    /// An earlier run of this ds sent it.
+    AlreadySent,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliveryRecord {
-    /// `sent`, or `already_sent` when an earlier run of this ds sent it.
-    pub status: String,
+    pub status: DeliveryStatus,
     pub transport: String,
     pub message_id: String,
     pub subject: String,
@@ -126,7 +134,7 @@ pub async fn deliver(
 
     if !resend && let Some(mut earlier) = read_marker(&run.layout).await? {
         tracing::info!(ds = %ds, sent_at = %earlier.sent_at, "report already sent for this ds; --resend sends it again");
-        earlier.status = "already_sent".into();
+        earlier.status = DeliveryStatus::AlreadySent;
         return Ok(earlier);
     }
 
@@ -157,7 +165,7 @@ pub async fn deliver(
         }
     };
     let record = DeliveryRecord {
-        status: "sent".into(),
+        status: DeliveryStatus::Sent,
         transport,
         message_id,
         subject: rendered.subject.clone(),
@@ -273,12 +281,5 @@ async fn send_smtp(settings: &SmtpSettings, message: &Message, bytes: &[u8]) -> 
 
 /// lettre reports a refused certificate as a connection error; its cause says what it is.
 fn is_tls_failure(err: &lettre::transport::smtp::Error) -> bool {
-    let mut source: Option<&dyn std::error::Error> = Some(err);
-    while let Some(cause) = source {
-        if cause.to_string().contains("invalid peer certificate") {
-            return true;
-        }
-        source = cause.source();
-    }
-    err.is_tls()
+    crate::error::chain(err).any(|cause| cause.to_string().contains("invalid peer certificate")) || err.is_tls()
 }

@@ -106,6 +106,14 @@ pub enum Error {
     Delivery { message: String, temporary: bool },
 }
 
+/// An error and every cause under it, outermost first: the one walk of a chain that
+/// classifying, rendering and matching causes share.
+pub fn chain<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(err), |link| link.source())
+}
+
 /// What kind of failure an error chain ends in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
@@ -122,33 +130,19 @@ impl Error {
     /// UTF-8, a CSV row with the wrong number of fields, ...), as opposed to a query or storage error.
     pub fn is_unreadable_input(&self) -> bool {
         use datafusion::arrow::error::ArrowError;
-        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(link) = current {
-            if let Some(arrow) = link.downcast_ref::<ArrowError>()
-                && matches!(
-                    arrow,
-                    ArrowError::CsvError(_)
-                        | ArrowError::JsonError(_)
-                        | ArrowError::IoError(..)
-                        | ArrowError::ParseError(_)
-                )
-            {
-                return true;
-            }
-            if let Some(DataFusionError::ArrowError(arrow, _)) = link.downcast_ref::<DataFusionError>()
-                && matches!(
-                    arrow.as_ref(),
-                    ArrowError::CsvError(_)
-                        | ArrowError::JsonError(_)
-                        | ArrowError::IoError(..)
-                        | ArrowError::ParseError(_)
-                )
-            {
-                return true;
-            }
-            current = link.source();
-        }
-        false
+        let unreadable = |arrow: &ArrowError| {
+            matches!(
+                arrow,
+                ArrowError::CsvError(_)
+                    | ArrowError::JsonError(_)
+                    | ArrowError::IoError(..)
+                    | ArrowError::ParseError(_)
+            )
+        };
+        chain(self).any(|link| {
+            link.downcast_ref::<ArrowError>().is_some_and(unreadable)
+                || matches!(link.downcast_ref::<DataFusionError>(), Some(DataFusionError::ArrowError(arrow, _)) if unreadable(arrow))
+        })
     }
 
     pub fn exit_code(&self) -> i32 {
@@ -166,6 +160,21 @@ impl Error {
                 FailureKind::NotFound | FailureKind::Other => exit::RUN_FAILED,
             },
         }
+    }
+
+    /// The message and, each on its own line, the causes it does not already say.
+    pub fn render(&self) -> Vec<String> {
+        let message = self.to_string();
+        let mut lines = vec![message.clone()];
+        if !matches!(self, Error::Invalid(_)) {
+            lines.extend(
+                chain(self)
+                    .skip(1)
+                    .map(|cause| cause.to_string())
+                    .filter(|text| !message.contains(text.as_str())),
+            );
+        }
+        lines
     }
 
     /// A suggestion printed under the message, when there is one.
@@ -191,22 +200,19 @@ impl Error {
 
     /// Whether the engine's memory pool refused an allocation.
     fn is_out_of_memory(&self) -> bool {
-        let mut current: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(link) = current {
-            if let Some(DataFusionError::ResourcesExhausted(_)) = link.downcast_ref::<DataFusionError>() {
-                return true;
-            }
-            current = link.source();
-        }
-        false
+        chain(self).any(|link| {
+            matches!(
+                link.downcast_ref::<DataFusionError>(),
+                Some(DataFusionError::ResourcesExhausted(_))
+            )
+        })
     }
 }
 
 /// Walk an error's causes and sort it into a [`FailureKind`].
 pub fn classify(err: &(dyn std::error::Error + 'static)) -> FailureKind {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
     let mut text = String::new();
-    while let Some(link) = current {
+    for link in chain(err) {
         if let Some(store_error) = link.downcast_ref::<object_store::Error>() {
             match store_error {
                 object_store::Error::NotFound { .. } => return FailureKind::NotFound,
@@ -241,7 +247,6 @@ pub fn classify(err: &(dyn std::error::Error + 'static)) -> FailureKind {
         }
         text.push_str(&link.to_string());
         text.push('\n');
-        current = link.source();
     }
     classify_text(&text)
 }

@@ -29,6 +29,7 @@ pub mod personas;
 pub mod progress;
 pub mod quality;
 pub mod report;
+pub mod rows;
 pub mod runner;
 pub mod sample;
 pub mod sources;

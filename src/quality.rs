@@ -6,7 +6,6 @@
 
 use std::time::Instant;
 
-use datafusion::arrow::array::RecordBatch;
 use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
@@ -14,6 +13,16 @@ use crate::config::Check;
 use crate::config::checks::PREVIOUS_ROWS_PLACEHOLDER;
 use crate::config::raw::Severity;
 use crate::error::Error;
+
+/// How a check ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Passed,
+    Failed,
+    /// A table it reads was not computed (e.g. with `--select`).
+    Skipped,
+}
 
 /// What one check found.
 #[derive(Debug, Clone, Serialize)]
@@ -23,8 +32,7 @@ pub struct CheckOutcome {
     /// `freshness` or `quarantine_share`.
     pub kind: &'static str,
     pub severity: Severity,
-    /// `passed`, `failed`, or `skipped` (a table it reads was not computed, e.g. with `--select`).
-    pub status: &'static str,
+    pub status: CheckStatus,
     pub failing_rows: u64,
     /// Up to `examples` failing rows, as JSON objects.
     pub examples: Vec<serde_json::Value>,
@@ -43,19 +51,6 @@ fn check_error(check: &Check, source: datafusion::error::DataFusionError) -> Err
     }
 }
 
-fn to_json_rows(batches: &[RecordBatch]) -> Vec<serde_json::Value> {
-    let mut writer = datafusion::arrow::json::ArrayWriter::new(Vec::new());
-    for batch in batches {
-        if writer.write(batch).is_err() {
-            return Vec::new();
-        }
-    }
-    if writer.finish().is_err() {
-        return Vec::new();
-    }
-    serde_json::from_slice::<Vec<serde_json::Value>>(&writer.into_inner()).unwrap_or_default()
-}
-
 impl CheckOutcome {
     /// A check that did not run: a table it reads was not computed (e.g. with `--select`).
     pub fn skipped(check: &Check) -> Self {
@@ -63,7 +58,7 @@ impl CheckOutcome {
             name: check.name.clone(),
             kind: check.kind,
             severity: check.severity,
-            status: "skipped",
+            status: CheckStatus::Skipped,
             failing_rows: 0,
             examples: Vec::new(),
             description: check.description.clone(),
@@ -103,12 +98,18 @@ pub async fn run_check(
     let examples = failures
         .limit(0, Some(check.examples))
         .map_err(|e| check_error(check, e))?;
-    let examples = to_json_rows(&examples.collect().await.map_err(|e| check_error(check, e))?);
+    let examples = examples.collect().await.map_err(|e| check_error(check, e))?;
+    // Examples are for people: a row that cannot be shown does not fail the check.
+    let examples = crate::rows::to_json(&examples, false).unwrap_or_default();
     if failing_rows > 0 {
         tracing::warn!(check = %check.name, failing_rows, severity = ?check.severity, "check failed");
     }
     Ok(CheckOutcome {
-        status: if failing_rows == 0 { "passed" } else { "failed" },
+        status: if failing_rows == 0 {
+            CheckStatus::Passed
+        } else {
+            CheckStatus::Failed
+        },
         failing_rows,
         examples,
         compared_with_ds: previous.map(|(ds, _)| ds),
@@ -121,7 +122,7 @@ pub async fn run_check(
 pub fn blocking_failures(outcomes: &[CheckOutcome]) -> Option<Error> {
     let failed: Vec<String> = outcomes
         .iter()
-        .filter(|o| o.status == "failed" && o.severity == Severity::Error)
+        .filter(|o| o.status == CheckStatus::Failed && o.severity == Severity::Error)
         .map(|o| {
             let example = o.examples.first().map(|e| format!("; e.g. {e}")).unwrap_or_default();
             format!("`{}` ({} failing rows{example})", o.name, o.failing_rows)

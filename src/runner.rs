@@ -37,10 +37,17 @@ pub struct RunOptions {
     pub checks_only: bool,
 }
 
+/// What became of a mart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MartStatus {
+    Published,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct MartOutcome {
     pub name: String,
-    pub status: &'static str,
+    pub status: MartStatus,
     pub rows: u64,
     pub bytes: u64,
     pub files: usize,
@@ -79,7 +86,7 @@ impl ErrorReport {
 /// a bad flag): the keys of [`RunResults::summary_line`], so a scheduler reads every exit alike.
 pub fn failure_line(ds: Option<String>, error: &ErrorReport) -> String {
     serde_json::json!({
-        "status": "failed",
+        "status": RunStatus::Failed,
         "exit_code": error.exit_code,
         "pipeline": null,
         "ds": ds,
@@ -93,6 +100,27 @@ pub fn failure_line(ds: Option<String>, error: &ErrorReport) -> String {
     .to_string()
 }
 
+/// How a run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Success,
+    Failed,
+    /// Nothing to do: no input for this `ds`.
+    Skipped,
+}
+
+impl RunStatus {
+    /// The status a run that exited with `code` ends in.
+    pub fn of_exit_code(code: i32) -> Self {
+        match code {
+            exit::SUCCESS => RunStatus::Success,
+            exit::NOTHING_TO_DO => RunStatus::Skipped,
+            _ => RunStatus::Failed,
+        }
+    }
+}
+
 /// `run_results.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct RunResults {
@@ -102,8 +130,7 @@ pub struct RunResults {
     pub run_id: String,
     pub ds: String,
     pub as_of: String,
-    /// `success`, `failed` or `skipped` (nothing to do).
-    pub status: &'static str,
+    pub status: RunStatus,
     pub exit_code: i32,
     pub started_at: String,
     pub finished_at: String,
@@ -134,7 +161,7 @@ impl RunResults {
             "run_id": self.run_id,
             "rows": rows,
             "duration_ms": self.duration_ms,
-            "report": self.report.as_ref().map(|r| r.status.clone()),
+            "report": self.report.as_ref().map(|r| r.status),
             "error": self.error.as_ref().map(|e| e.message.clone()),
             "hint": self.error.as_ref().and_then(|e| e.hint),
         });
@@ -161,7 +188,7 @@ pub async fn run(
         run_id: new_run_id(),
         ds: pipeline.date.ds_string(),
         as_of: pipeline.date.as_of_rfc3339(),
-        status: "failed",
+        status: RunStatus::Failed,
         exit_code: exit::RUN_FAILED,
         started_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
         finished_at: String::new(),
@@ -202,21 +229,14 @@ pub async fn run(
     progress.finish();
     results.finished_at = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     results.duration_ms = clock.elapsed().as_millis() as u64;
-    match &outcome {
-        Ok(()) => {
-            results.status = "success";
-            results.exit_code = exit::SUCCESS;
-        }
+    results.exit_code = match &outcome {
+        Ok(()) => exit::SUCCESS,
         Err(err) => {
-            results.exit_code = err.exit_code();
-            results.status = if results.exit_code == exit::NOTHING_TO_DO {
-                "skipped"
-            } else {
-                "failed"
-            };
             results.error = Some(ErrorReport::of(err));
+            err.exit_code()
         }
-    }
+    };
+    results.status = RunStatus::of_exit_code(results.exit_code);
     // Configuration errors happen before a store is known; there is nowhere to write then. A run
     // refused by the lock leaves the results of the run holding it alone.
     if !options.checks_only
@@ -463,7 +483,7 @@ async fn publish(writer: &MartWriter, staged: &[StagedMart], results: &mut RunRe
         .zip(&manifests)
         .map(|(mart, manifest)| MartOutcome {
             name: mart.name.clone(),
-            status: "published",
+            status: MartStatus::Published,
             rows: manifest.rows,
             bytes: manifest.bytes,
             files: manifest.files.len(),

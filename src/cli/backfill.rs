@@ -3,6 +3,7 @@
 
 use super::run::{RunArgs, run_date, run_refused};
 use crate::error::{Error, exit};
+use crate::runner::RunStatus;
 
 pub(super) async fn run(args: RunArgs, progress: bool) -> i32 {
     let (Some(from), Some(to)) = (args.from, args.to) else {
@@ -32,13 +33,14 @@ pub(super) async fn run(args: RunArgs, progress: bool) -> i32 {
         .iter()
         .any(|s| s["exit_code"] != exit::SUCCESS && s["exit_code"] != exit::NOTHING_TO_DO);
     let succeeded = summaries.iter().filter(|s| s["exit_code"] == exit::SUCCESS).count();
-    let (status, code) = if failed {
-        ("failed", last_code)
+    let code = if failed {
+        last_code
     } else if succeeded == 0 {
-        ("skipped", exit::NOTHING_TO_DO)
+        exit::NOTHING_TO_DO
     } else {
-        ("success", exit::SUCCESS)
+        exit::SUCCESS
     };
+    let status = RunStatus::of_exit_code(code);
     let line = serde_json::json!({
         "status": status,
         "exit_code": code,

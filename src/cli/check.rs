@@ -8,6 +8,7 @@ use super::output::report;
 use crate::config;
 use crate::error::Error;
 use crate::progress::Progress;
+use crate::quality::CheckStatus;
 use crate::runner::{self, RunOptions};
 
 #[derive(Debug, Args)]
@@ -53,7 +54,7 @@ pub(super) async fn run(args: &CheckArgs, progress_allowed: bool) -> i32 {
         results
             .checks
             .iter()
-            .filter(|c| c.status == "failed" && c.severity == severity)
+            .filter(|c| c.status == CheckStatus::Failed && c.severity == severity)
             .count()
     };
     println!(

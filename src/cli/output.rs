@@ -4,19 +4,12 @@ use crate::error::{Error, exit};
 
 /// Print an error the way every command does: `error:` and a `hint:` when there is one.
 pub fn print_error(err: &Error) {
-    match err {
-        Error::Invalid(diagnostics) => eprintln!("error: {diagnostics}"),
-        other => {
-            eprintln!("error: {other}");
-            let mut source = std::error::Error::source(other);
-            while let Some(cause) = source {
-                let text = cause.to_string();
-                if !other.to_string().contains(&text) {
-                    eprintln!("  caused by: {text}");
-                }
-                source = cause.source();
-            }
-        }
+    let mut lines = err.render().into_iter();
+    if let Some(message) = lines.next() {
+        eprintln!("error: {message}");
+    }
+    for cause in lines {
+        eprintln!("  caused by: {cause}");
     }
     if let Some(hint) = err.hint() {
         eprintln!("  hint: {hint}");

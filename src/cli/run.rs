@@ -79,7 +79,7 @@ pub(super) async fn run_date(args: &RunArgs, ds: Option<NaiveDate>, options: &Ru
         Err(diagnostics) => {
             let exit_code = run_refused(ds.map(|d| d.to_string()), Error::Invalid(diagnostics));
             return DateOutcome {
-                summary: serde_json::json!({"ds": ds.map(|d| d.to_string()), "status": "failed", "exit_code": exit_code}),
+                summary: serde_json::json!({"ds": ds.map(|d| d.to_string()), "status": runner::RunStatus::Failed, "exit_code": exit_code}),
                 exit_code,
                 refused: true,
             };

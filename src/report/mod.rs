@@ -227,24 +227,8 @@ fn sample_value(field: &Field, ds: &NaiveDate) -> ScalarValue {
 /// Batches as JSON objects with explicit nulls (a missing key would be an undefined variable).
 /// Decimals become floats: templates format numbers, not strings.
 pub fn to_rows(batches: &[RecordBatch]) -> Result<Vec<serde_json::Value>, Error> {
-    use datafusion::arrow::json::{WriterBuilder, writer::JsonArray};
-    let mut writer = WriterBuilder::new()
-        .with_explicit_nulls(true)
-        .build::<_, JsonArray>(Vec::new());
-    for batch in batches {
-        let batch = floats_for_decimals(batch)?;
-        writer
-            .write(&batch)
-            .map_err(|err| report_error(format!("converting rows: {err}")))?;
-    }
-    writer
-        .finish()
-        .map_err(|err| report_error(format!("converting rows: {err}")))?;
-    let bytes = writer.into_inner();
-    if bytes.is_empty() {
-        return Ok(Vec::new());
-    }
-    serde_json::from_slice(&bytes).map_err(|err| report_error(format!("converting rows: {err}")))
+    let batches = batches.iter().map(floats_for_decimals).collect::<Result<Vec<_>, _>>()?;
+    crate::rows::to_json(&batches, true).map_err(|err| report_error(format!("converting rows: {err}")))
 }
 
 fn floats_for_decimals(batch: &RecordBatch) -> Result<RecordBatch, Error> {
@@ -399,12 +383,11 @@ fn describe(err: &minijinja::Error) -> String {
             None => format!("{name}: {message}"),
         };
     }
-    let mut source = std::error::Error::source(err);
-    while let Some(cause) = source {
-        if let Some(inner) = cause.downcast_ref::<minijinja::Error>() {
-            message.push_str(&format!("\n  in {}", describe(inner)));
-        }
-        source = cause.source();
+    for inner in crate::error::chain(err)
+        .skip(1)
+        .filter_map(|cause| cause.downcast_ref::<minijinja::Error>())
+    {
+        message.push_str(&format!("\n  in {}", describe(inner)));
     }
     message
 }
