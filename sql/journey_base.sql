@@ -34,7 +34,7 @@ buyers AS (
 -- NTILE(5) from each buyer's rank, by NTILE's own rule (the first count % 5 buckets hold one
 -- buyer more): NTILE needs the count before its first bucket, so DataFusion buffers every buyer
 -- for each of the three orders, outside its memory pool; ROW_NUMBER streams after a sort that
--- spills. At 100M events (4.8M buyers) this step peaked at 5.6 GB under a 4 GiB limit.
+-- spills, so a large run stays within a small memory limit.
 ranked AS (
   SELECT
     person_id,

@@ -24,7 +24,7 @@ starts AS (
 -- Every touch of a person in one group: window_funnel_by sweeps each entry month's funnel over
 -- the same sorted touches, a month's first step being an awareness touch in that month. (Grouped
 -- by person and month instead, each month needs the person's later touches: a range join of
--- every touch with every start, 68M × 9.5M rows at 100M events.)
+-- every touch with every start, quadratic in a large run's touches.)
 funnels AS (
   SELECT person_id, unnest(levels) AS funnel
   FROM (

@@ -1,8 +1,8 @@
 -- Weekly lifecycle, as in PostHog's lifecycle view: new, returning, resurrecting, dormant.
 -- Each person's first active week and the bitmask of the weeks they were active in (any valid
 -- event or completed order) come from person_milestones, which groups the events by person once
--- for the journey too. No person-week joins: at 100M events their build sides did not fit a
--- 4 GiB limit (DataFusion cannot spill a hash join's build side).
+-- for the journey too. No person-week joins: on a large run their build sides did not fit a
+-- small memory limit (DataFusion cannot spill a hash join's build side).
 {%- set window_start -%}
   (date_trunc('week', TIMESTAMP '{{ ds }}') - INTERVAL '{{ var("lifecycle_weeks") * 7 }} days')
 {%- endset %}

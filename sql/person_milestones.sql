@@ -2,7 +2,7 @@
 -- milestones with implied earlier stages, order totals, and the weeks they were active in for
 -- lifecycle_status. A step of its own because journey_base reads it three times and DataFusion
 -- plans a CTE again at every reference; one aggregation of the events per person for both, as
--- grouping 100M events by person is the cost (lifecycle_status grouped them again: 16 s at 100M).
+-- grouping every event by person is the cost (lifecycle_status grouped them again).
 -- The active weeks are a bitmask over the weeks lifecycle_status shows: bit 0 is the week before
 -- the first week shown, bit i the i-th week shown (local time). A 64-bit mask holds 62 shown
 -- weeks (and the one before); more fail the step, clearly:

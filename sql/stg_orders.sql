@@ -30,7 +30,7 @@ SELECT
   status,
   reject_reason,
   -- Only a rejected row keeps its raw record, for the quarantine mart: the raw text of every
-  -- order was 1.3 GB held at 100M events.
+  -- order held in memory grew with the export.
   CASE WHEN reject_reason IS NOT NULL
     THEN csv_record(order_id, customer_id, ordered_at, amount, currency, category, channel, status)
   END AS raw

@@ -11,10 +11,10 @@ fn main() -> std::process::ExitCode {
 
 /// Without a memory limit, freed memory stays with mimalloc for the next step instead of going
 /// back to the OS: every step of a run frees gigabytes the next one allocates again, and each
-/// page returned costs a fault and a zeroing when it comes back (at 10M events 10-15 s of kernel
-/// time; peak RSS about 5 % higher). Under `--memory-limit` the point is a bounded RSS, so freed
-/// memory goes back after 100 ms: at 10M events and a 1 GiB limit the peak RSS was 1.15 GB this
-/// way and 2.1 GB keeping everything. `MIMALLOC_PURGE_DELAY` in the environment still wins.
+/// page returned costs a fault and a zeroing when it comes back (seconds of kernel time on a
+/// large run, for a slightly lower peak RSS). Under `--memory-limit` the point is a bounded RSS,
+/// so freed memory goes back after 100 ms: keeping everything nearly doubled the peak RSS under
+/// a small limit. `MIMALLOC_PURGE_DELAY` in the environment still wins.
 fn purge_freed_memory(memory_limit: Option<u64>) {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
         return;

@@ -136,7 +136,7 @@ fn fit(data: &Array2<f64>, k: usize, spec: &KMeansSpec) -> Result<Array2<f64>, P
 /// Mean silhouette (Euclidean; a point alone in its cluster scores 0, as in scikit-learn).
 ///
 /// Written here rather than taken from linfa: linfa's `silhouette_score` allocates an array per
-/// pair of points, which made the 10,000-point search over k = 2..8 take ~50 s.
+/// pair of points, which made the 10,000-point search over k = 2..8 take most of a minute.
 pub fn silhouette_score(data: &Array2<f64>, labels: &[usize], k: usize) -> f64 {
     silhouette_scores(data, &[(k, labels)])
         .ok()
@@ -616,6 +616,16 @@ mod tests {
         )
     }
 
+    /// The personas the members of planted `blob` were put in.
+    fn personas_of(truth: &[usize], labels: &[usize], blob: usize) -> std::collections::HashSet<usize> {
+        truth
+            .iter()
+            .zip(labels)
+            .filter(|(t, _)| **t == blob)
+            .map(|(_, l)| *l)
+            .collect()
+    }
+
     #[test]
     fn recovers_planted_clusters_and_chooses_k_by_silhouette() {
         let (ids, data, truth) = blobs(200);
@@ -624,13 +634,7 @@ mod tests {
         assert_eq!(clustering.sizes, vec![200, 200, 200]);
         // Each planted blob maps to exactly one persona; ordered by descending x: blob 1 first.
         for blob in 0..3 {
-            let personas: std::collections::HashSet<usize> = truth
-                .iter()
-                .zip(&labels)
-                .filter(|(t, _)| **t == blob)
-                .map(|(_, l)| *l)
-                .collect();
-            assert_eq!(personas.len(), 1, "blob {blob}");
+            assert_eq!(personas_of(&truth, &labels, blob).len(), 1, "blob {blob}");
         }
         assert_eq!(labels[1], 0, "the blob at x = 10 has the largest x centroid");
     }
@@ -652,15 +656,7 @@ mod tests {
             };
             let (labels, _) = cluster(&ids, &data, &spec).expect("cluster");
             (0..centres.len())
-                .filter(|&blob| {
-                    let personas: std::collections::HashSet<usize> = truth
-                        .iter()
-                        .zip(&labels)
-                        .filter(|(t, _)| **t == blob)
-                        .map(|(_, l)| *l)
-                        .collect();
-                    personas.len() > 1
-                })
+                .filter(|&blob| personas_of(&truth, &labels, blob).len() > 1)
                 .count()
         };
         assert!(blobs_split(1) > 0, "this data should trip a single start");

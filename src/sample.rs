@@ -777,37 +777,11 @@ fn customer(g: &mut Generator, out: &mut Exports, index: u64, last_day: i64) -> 
 
     let mut t = first_touch;
     if archetype != Archetype::StoreOnly {
-        for _ in 0..g.rng.random_range(1..=3) {
-            let (event_type, channel) = awareness_event(g);
-            g.emit(
-                out,
-                &Event {
-                    at: t,
-                    offset,
-                    customer_id: None,
-                    anonymous_id: Some(&anonymous_id),
-                    event_type,
-                    channel,
-                    category: None,
-                },
-            )?;
-            t += Duration::minutes(g.rng.random_range(1..600));
-        }
+        t = awareness_touches(g, out, &anonymous_id, offset, t, 600)?;
         // Browsing before logging in stays anonymous; the login links the device to the customer.
         if g.rng.random_bool(0.5) {
             let category = g.category(first_day);
-            g.emit(
-                out,
-                &Event {
-                    at: t,
-                    offset,
-                    customer_id: None,
-                    anonymous_id: Some(&anonymous_id),
-                    event_type: "product_view",
-                    channel: own_channel,
-                    category: Some(category),
-                },
-            )?;
+            anonymous_view(g, out, &anonymous_id, offset, t, own_channel, category)?;
             t += Duration::minutes(g.rng.random_range(1..120));
         }
     }
@@ -975,7 +949,25 @@ fn prospect(g: &mut Generator, out: &mut Exports, index: u64, last_day: i64) -> 
     let anonymous_id = format!("p{index:011x}");
     let (_, offset) = COUNTRIES[g.rng.random_range(0..COUNTRIES.len())];
     let day = g.day(0, last_day);
-    let mut t = g.instant(day, offset);
+    let first_touch = g.instant(day, offset);
+    let t = awareness_touches(g, out, &anonymous_id, offset, first_touch, 3000)?;
+    if g.rng.random_bool(0.4) {
+        let category = g.category(day);
+        anonymous_view(g, out, &anonymous_id, offset, t, "web", category)?;
+    }
+    Ok(())
+}
+
+/// One to three anonymous awareness touches from `t` on, each up to `max_gap_minutes` after the
+/// one before; returns when the last ended.
+fn awareness_touches(
+    g: &mut Generator,
+    out: &mut Exports,
+    anonymous_id: &str,
+    offset: i32,
+    mut t: DateTime<Utc>,
+    max_gap_minutes: i64,
+) -> Result<DateTime<Utc>, Error> {
     for _ in 0..g.rng.random_range(1..=3) {
         let (event_type, channel) = awareness_event(g);
         g.emit(
@@ -984,28 +976,37 @@ fn prospect(g: &mut Generator, out: &mut Exports, index: u64, last_day: i64) -> 
                 at: t,
                 offset,
                 customer_id: None,
-                anonymous_id: Some(&anonymous_id),
+                anonymous_id: Some(anonymous_id),
                 event_type,
                 channel,
                 category: None,
             },
         )?;
-        t += Duration::minutes(g.rng.random_range(1..3000));
+        t += Duration::minutes(g.rng.random_range(1..max_gap_minutes));
     }
-    if g.rng.random_bool(0.4) {
-        let category = g.category(day);
-        g.emit(
-            out,
-            &Event {
-                at: t,
-                offset,
-                customer_id: None,
-                anonymous_id: Some(&anonymous_id),
-                event_type: "product_view",
-                channel: "web",
-                category: Some(category),
-            },
-        )?;
-    }
-    Ok(())
+    Ok(t)
+}
+
+/// An anonymous product view at `t`.
+fn anonymous_view(
+    g: &mut Generator,
+    out: &mut Exports,
+    anonymous_id: &str,
+    offset: i32,
+    t: DateTime<Utc>,
+    channel: &str,
+    category: &str,
+) -> Result<(), Error> {
+    g.emit(
+        out,
+        &Event {
+            at: t,
+            offset,
+            customer_id: None,
+            anonymous_id: Some(anonymous_id),
+            event_type: "product_view",
+            channel,
+            category: Some(category),
+        },
+    )
 }

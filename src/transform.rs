@@ -524,7 +524,7 @@ pub async fn run_step(run: &RunContext<'_>, graph: &StepGraph, index: usize) -> 
 /// The batch with every text column that holds far more bytes than its values show copied into
 /// a buffer of its own. `CASE WHEN c THEN text_column END` (DataFusion's `nullif` path) and slices
 /// keep the whole source buffer behind a few visible values: a materialized `stg_events` kept
-/// every raw line of the export that way, 2 GB at 10M events, for a column that is mostly NULL.
+/// every raw line of the export that way, for a column that is mostly NULL.
 fn compact(batch: RecordBatch) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
     if !batch.columns().iter().any(|column| holds_unseen_bytes(column.as_ref())) {
         return Ok(batch);

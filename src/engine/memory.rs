@@ -27,8 +27,8 @@ pub(crate) fn tell_allocator(memory_limit: Option<u64>) {
 
 /// The share of the machine's memory (or of its container's, under a cgroup limit) a run is held
 /// to when neither `--memory-limit` nor `engine.memory_limit` names a limit; Ballista's executors
-/// take the same 70 %. With no limit at all, a 100M-event run kept every materialised step in
-/// memory and the kernel killed it at 23 GiB of a 24 GiB machine.
+/// take the same 70 %. With no limit at all, a large run kept every materialised step in memory
+/// until the kernel killed it.
 const DEFAULT_MEMORY_PERCENT: u64 = 70;
 
 /// The memory a run is held to: the configured limit, else [`DEFAULT_MEMORY_PERCENT`] of the memory
@@ -61,9 +61,9 @@ fn default_memory_limit(host: u64, cgroup: Option<u64>) -> Option<u64> {
     (memory > 0).then(|| memory / 100 * DEFAULT_MEMORY_PERCENT)
 }
 
-/// What each sort sets aside up front for merging its spill files. DataFusion's 10 MB suits a pool
-/// of gigabytes; under a small limit the sorts of one step (a window per partition, each taking
-/// 10 MB before sorting a row) took the whole pool between them, and the next sort failed instead
+/// What each sort sets aside up front for merging its spill files. DataFusion's default suits a
+/// pool of gigabytes; under a small limit the sorts of one step (a window per partition, each
+/// taking its reservation before sorting a row) took the whole pool between them, and the next sort failed instead
 /// of spilling. A sixteenth of the pool per partition leaves room however many sorts a step runs.
 pub(crate) fn sort_spill_reservation(memory_limit: u64, partitions: usize, default: usize) -> usize {
     (operator_memory(memory_limit) / 16 / partitions.max(1)).min(default)
@@ -71,9 +71,9 @@ pub(crate) fn sort_spill_reservation(memory_limit: u64, partitions: usize, defau
 
 /// DataFusion's memory pool for a run held to `memory_limit`, which the user `given` or lifemap
 /// chose. A given limit is shared fairly: each spilling operator gets its part of the pool up
-/// front, which is what keeps a 100M-event run under 4 GiB. The default limit is a safety net, not
-/// a budget: divided up front among the 20-odd operators of a step, it made the funnel's aggregate
-/// spill at 100M events on a machine with memory to spare (the step took 25 s instead of 18 s).
+/// front, which is what keeps a large run under a small limit. The default limit is a safety net,
+/// not a budget: divided up front among the 20-odd operators of a step, it made the funnel's
+/// aggregate spill on a machine with memory to spare, and slowed the step.
 /// Under it operators take what they need, and spill once the whole pool is in use.
 pub(crate) fn memory_pool(memory_limit: u64, given: bool) -> Arc<dyn MemoryPool> {
     let bytes = operator_memory(memory_limit);
@@ -86,17 +86,16 @@ pub(crate) fn memory_pool(memory_limit: u64, given: bool) -> Arc<dyn MemoryPool>
 
 /// The part of `--memory-limit` given to DataFusion's memory pool: three quarters. The limit is
 /// for the process, and what the pool does not account (batches in flight between operators, a
-/// hash table being built, decoded scan buffers, the allocator's own) came to about 2 GB at 100M
-/// events: with a 3 GiB pool that run peaked at 5.06 GB, with 4 GiB at 5.95 GB. Two thirds was
-/// too little: a hash join's build side (which cannot spill) found the pool full in journey_base.
+/// hash table being built, decoded scan buffers, the allocator's own) grows with the data, and a
+/// pool of the whole limit let the process pass it by that much. Two thirds was too little: a hash join's build side (which cannot spill) found the pool full in journey_base.
 pub fn operator_memory(memory_limit: u64) -> usize {
     usize::try_from(memory_limit / 4 * 3).unwrap_or(usize::MAX)
 }
 
 /// What the materialised steps of a run may keep in memory together: a quarter of DataFusion's
 /// pool, so that the operators of later steps always have the other three quarters. (Each held
-/// step keeping a quarter of its own filled a 4 GiB run's pool with the first batches of five
-/// steps until a hash join's build side, which cannot spill, found no room.) A session extension:
+/// step keeping a quarter of its own filled a run's pool with the first batches of five steps
+/// until a hash join's build side, which cannot spill, found no room.) A session extension:
 /// one per run, set up with the memory limit (`engine::session`). No limit, no share: all in memory.
 #[derive(Debug)]
 pub struct HeldMemory {

@@ -58,9 +58,9 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
         config.options_mut().optimizer.enable_leaf_expression_pushdown = false;
     }
     // A join whose build side is under 1M rows (or 16 MB) builds one hash table for all
-    // partitions instead of hashing both sides into partitions: at 100M events the anti join with
-    // the 199K duplicate copies otherwise repartitioned every staged event (person_events: 28.1 s
-    // instead of 22.7 s). DataFusion's defaults are 128K rows and 1 MB.
+    // partitions instead of hashing both sides into partitions: otherwise the anti join with the
+    // duplicate copies repartitions every staged event of a large run. DataFusion's defaults
+    // (128K rows, 1 MB) are smaller than that join's build side gets.
     let optimizer = &mut config.options_mut().optimizer;
     if unset("DATAFUSION_OPTIMIZER_HASH_JOIN_SINGLE_PARTITION_THRESHOLD_ROWS") {
         optimizer.hash_join_single_partition_threshold_rows = 1_000_000;
@@ -72,9 +72,9 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
     match engine.target_partitions {
         Some(partitions) => config = config.with_target_partitions(partitions),
         // An object store answers a request in tens of milliseconds, and a scan reads its
-        // partition's files one after another: with 2 partitions (2 cores), reading 365 daily
-        // files from Garage took 8 s where local files took 1 s. More partitions, more requests
-        // in flight (1M events: 19.9 s from S3 at 2 partitions, 6.3 s at 16, 5.2 s locally).
+        // partition's files one after another: with as many partitions as cores, a year of daily
+        // files read from S3 waits on one request per file in turn. More partitions, more
+        // requests in flight (docs/benchmarks.md, "Reading from S3").
         None if reads_object_store(pipeline) && unset("DATAFUSION_EXECUTION_TARGET_PARTITIONS") => {
             let partitions = config.target_partitions().max(OBJECT_STORE_PARTITIONS);
             config = config.with_target_partitions(partitions);

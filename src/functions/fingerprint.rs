@@ -1,8 +1,7 @@
 //! `fingerprint(text)`: a 64-bit hash of a text value, as a BIGINT (NULL for NULL).
 //!
 //! Grouping and joining on a BIGINT is several times cheaper than on text: finding the event ids
-//! seen more than once among ten million took 3.3 s grouped on the ids and a fraction of that on
-//! their fingerprints. Two different values can share a fingerprint, so a fingerprint narrows a
+//! seen more than once takes a fraction of the time on their fingerprints. Two different values can share a fingerprint, so a fingerprint narrows a
 //! search (candidates) and the text decides. The hash is foldhash with a fixed seed: the same in
 //! every session of a build, but not promised across lifemap versions, so never store it.
 

@@ -2,7 +2,7 @@
 //! non-NULL values, each once, ascending, as a list. `unnest` turns the list into rows.
 //!
 //! Why not `GROUP BY value HAVING COUNT(*) > 1`: finding the event ids seen twice grouped every
-//! event's fingerprint, a hash table of 100M groups at 100M events (18.7 s, and the slowest step
+//! event's fingerprint, a hash table of as many groups as events (the slowest step
 //! per event as the table outgrew the caches). Here each partition sorts its values and the final
 //! stage merges the sorted runs, reading each value once; a value takes 8 bytes, twice during the
 //! merge. The price: an aggregate without groups cannot spill, so the values must fit in memory.
@@ -170,7 +170,7 @@ impl Accumulator for SortedRuns {
 }
 
 /// `values` sorted, by an LSD radix sort on 11-bit digits: six linear passes, where a comparison
-/// sort of the 25M fingerprints a partition holds at 100M events took several times as long.
+/// sort of a partition's fingerprints on a large run took several times as long.
 fn radix_sorted(mut values: Vec<i64>) -> Vec<i64> {
     const BITS: u32 = 11;
     const BUCKETS: usize = 1 << BITS;

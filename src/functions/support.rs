@@ -76,7 +76,7 @@ impl<T> GroupLists<T> {
 
 /// Items of many groups in one buffer, each tagged with its group, for grouped accumulators that
 /// keep every input row: adding one is a push, where a list per group costs an allocation per
-/// group and a cache miss per row (the funnel's 68M touches at 100M events). A group's items are
+/// group and a cache miss per row (the funnel keeps every touch of a run). A group's items are
 /// gathered only when it is emitted. The buffer is a list of chunks, so that it grows without
 /// copying what it holds and never asks for twice its size at once (a memory pool sees its
 /// growth batch by batch).

@@ -7,7 +7,7 @@
 //!
 //! Why: the bundled funnel counts a person once per entry month. Grouped by (person, month), each
 //! month needs the person's later events too, which took a range join of every touch with every
-//! start (68M × 9.5M rows at 100M events) and an aggregate over its output. Grouped by person
+//! start and an aggregate over its output, quadratic in a large run's touches. Grouped by person
 //! alone, one pass stores each touch once and the months are swept from the same sorted list.
 
 use std::collections::HashMap;

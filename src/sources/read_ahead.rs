@@ -9,9 +9,8 @@
 //! larger file is streamed when it is opened, as before.
 //!
 //! Many requests are kept in flight because a request costs far more than parsing its file:
-//! Garage answers a GET in ~40 ms (S3 in tens of milliseconds too), while a daily file of 1M
-//! events' exports (55 KB) parses in about a millisecond. The 1M-event pipeline from Garage on
-//! loopback, 2 partitions: 16 in flight 3.9 s, 64 2.9 s, 128 2.8 s, 256 2.8 s; locally 2.2 s.
+//! an object store answers a GET in tens of milliseconds, while a small daily file parses in about
+//! a millisecond. How many in flight pays is measured in docs/benchmarks.md ("Reading from S3").
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};

@@ -434,4 +434,4 @@ fn the_s3_secret_reaches_no_log_result_plan_or_error() {
     }
 }
 
-mod faults;
+mod storage_faults;

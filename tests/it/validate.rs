@@ -20,7 +20,9 @@ fn validate(pipeline: &str, files: &[(&str, &str)]) -> Outcome {
     outcome
 }
 
-fn assert_reports(outcome: &Outcome, expected: &[&str]) {
+/// Exit 2 with each `expected` text, and the whole output exactly as in the snapshot `name`
+/// (the project's temporary folder masked).
+fn assert_reports(name: &str, outcome: &Outcome, expected: &[&str]) {
     assert_eq!(
         outcome.code, 2,
         "exit code\nstdout:\n{}\nstderr:\n{}",
@@ -30,6 +32,24 @@ fn assert_reports(outcome: &Outcome, expected: &[&str]) {
     for needle in expected {
         assert!(all.contains(needle), "expected `{needle}` in:\n{all}");
     }
+    let shown = format!("--- stdout\n{}--- stderr\n{}", outcome.stdout, outcome.stderr);
+    insta::assert_snapshot!(format!("validate_{name}"), mask_temporary_folders(&shown));
+}
+
+/// `/tmp/lifemap-test-XXXX` as `[project]`: the folder differs on every run.
+fn mask_temporary_folders(text: &str) -> String {
+    let marker = std::env::temp_dir().join("lifemap-test-").display().to_string();
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(&marker) {
+        out.push_str(&rest[..at]);
+        out.push_str("[project]");
+        let after = &rest[at + marker.len()..];
+        let end = after.find(|c: char| !c.is_ascii_alphanumeric()).unwrap_or(after.len());
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 #[test]
@@ -49,6 +69,7 @@ fn a_valid_pipeline_passes() {
 fn unknown_key_names_line_column_and_the_likely_key() {
     let outcome = validate(&VALID.replace("    format: csv", "    formt: csv"), &[]);
     assert_reports(
+        "unknown_key_names_line_column_and_the_likely_key",
         &outcome,
         &[
             "pipelines/p.yaml:5:5: sources.orders: unknown field `formt`",
@@ -64,16 +85,19 @@ fn bad_type_names_the_key() {
         &[],
     );
     assert_reports(
+        "bad_type_names_the_key",
         &outcome,
         &["pipelines/p.yaml:6:18: sources.orders.allow_empty: invalid type: string \"maybe\", expected a boolean"],
     );
     let outcome = validate(&VALID.replace("format: csv", "format: xlsx"), &[]);
     assert_reports(
+        "bad_type_names_the_key_2",
         &outcome,
         &["pipelines/p.yaml:5:5: sources.orders.format: `xlsx` is not a format: csv, ndjson, parquet or lines"],
     );
     let outcome = validate(&VALID.replace("format: csv", "format: parquett"), &[]);
     assert_reports(
+        "bad_type_names_the_key_3",
         &outcome,
         &[
             "pipelines/p.yaml:5:5: sources.orders.format: `parquett` is not a format",
@@ -82,6 +106,7 @@ fn bad_type_names_the_key() {
     );
     let outcome = validate(&VALID.replace("amount: float", "amount: money"), &[]);
     assert_reports(
+        "bad_type_names_the_key_4",
         &outcome,
         &["pipelines/p.yaml:8:7: sources.orders.schema.amount: `money` is not a column type"],
     );
@@ -94,6 +119,7 @@ fn missing_sql_file_names_the_step_and_the_path() {
         &[],
     );
     assert_reports(
+        "missing_sql_file_names_the_step_and_the_path",
         &outcome,
         &["pipelines/p.yaml:11:5: steps.totals.sql: cannot read SQL file sql/missing.sql"],
     );
@@ -103,7 +129,10 @@ fn missing_sql_file_names_the_step_and_the_path() {
 fn a_sql_file_outside_the_sql_folder_is_refused() {
     // The file exists: the path is refused for where it points, not because it is missing.
     let secret = ("secret.txt", "SELECT 'not for the pipeline' AS total");
-    for escape in ["../secret.txt", "/etc/hostname", "sub/../../secret.txt"] {
+    for (case, escape) in ["../secret.txt", "/etc/hostname", "sub/../../secret.txt"]
+        .into_iter()
+        .enumerate()
+    {
         let outcome = validate(
             &VALID.replace(
                 "query: SELECT SUM(amount) AS total FROM orders",
@@ -112,6 +141,7 @@ fn a_sql_file_outside_the_sql_folder_is_refused() {
             &[secret],
         );
         assert_reports(
+            &format!("a_sql_file_outside_the_sql_folder_is_refused_{case}"),
             &outcome,
             &[&format!(
                 "pipelines/p.yaml:11:5: steps.totals.sql: `{escape}` is not a file inside sql: no absolute paths and no `..`"
@@ -124,6 +154,7 @@ fn a_sql_file_outside_the_sql_folder_is_refused() {
 fn unknown_table_names_the_step_and_a_suggestion() {
     let outcome = validate(&VALID.replace("FROM orders", "FROM ordrs"), &[]);
     assert_reports(
+        "unknown_table_names_the_step_and_a_suggestion",
         &outcome,
         &[
             "pipelines/p.yaml:10:5: steps.totals: step `totals` (inline query) reads table `ordrs`, which is neither a source nor a step",
@@ -149,6 +180,7 @@ steps:
         .replace("  totals: {}", "  a: {}");
     let outcome = validate(&pipeline, &[("sql/a.sql", "SELECT o.* FROM orders o JOIN b ON true")]);
     assert_reports(
+        "a_dependency_cycle_names_every_step_in_it",
         &outcome,
         &["steps.a: dependency cycle (each step reads the next): a → b → a"],
     );
@@ -158,6 +190,7 @@ steps:
 fn unset_environment_variable_names_where_it_is_used() {
     let outcome = validate(&VALID.replace("data/orders/", "${LIFEMAP_TEST_UNSET_VAR}/orders/"), &[]);
     assert_reports(
+        "unset_environment_variable_names_where_it_is_used",
         &outcome,
         &["pipelines/p.yaml:4:15: sources.orders.location: environment variable `LIFEMAP_TEST_UNSET_VAR` is not set"],
     );
@@ -171,6 +204,7 @@ fn every_problem_is_listed_at_once() {
         .replace("  totals: {}", "  totls: {}");
     let outcome = validate(&pipeline, &[]);
     assert_reports(
+        "every_problem_is_listed_at_once",
         &outcome,
         &[
             "3 problems in the pipeline",
@@ -184,7 +218,11 @@ fn every_problem_is_listed_at_once() {
 #[test]
 fn sql_is_planned_against_declared_schemas_without_data() {
     let outcome = validate(&VALID.replace("SUM(amount)", "SUM(amont)"), &[]);
-    assert_reports(&outcome, &["✗ step `totals` (inline query)", "amont"]);
+    assert_reports(
+        "sql_is_planned_against_declared_schemas_without_data",
+        &outcome,
+        &["✗ step `totals` (inline query)", "amont"],
+    );
 }
 
 #[test]
@@ -194,6 +232,7 @@ fn undefined_template_variables_are_errors() {
         &[],
     );
     assert_reports(
+        "undefined_template_variables_are_errors",
         &outcome,
         &["steps.totals: templating inline query", "unknown var `minimum`"],
     );
@@ -201,7 +240,11 @@ fn undefined_template_variables_are_errors() {
         &VALID.replace("FROM orders", "FROM orders WHERE amount > {{ minimum }}"),
         &[],
     );
-    assert_reports(&outcome, &["steps.totals: templating inline query", "undefined"]);
+    assert_reports(
+        "undefined_template_variables_are_errors_2",
+        &outcome,
+        &["steps.totals: templating inline query", "undefined"],
+    );
 }
 
 #[test]
@@ -216,14 +259,22 @@ fn yaml_alias_bombs_and_deep_nesting_are_refused() {
         ));
     }
     let outcome = validate(&format!("{bomb}{}", VALID.trim_start_matches("name: v\n")), &[]);
-    assert_reports(&outcome, &["pipelines/p.yaml", "repetition limit exceeded"]);
+    assert_reports(
+        "yaml_alias_bombs_and_deep_nesting_are_refused",
+        &outcome,
+        &["pipelines/p.yaml", "repetition limit exceeded"],
+    );
 
     let deep = VALID.replace(
         "format: csv",
         &format!("format: csv\n    csv: {}{}", "[".repeat(10_000), "]".repeat(10_000)),
     );
     let outcome = validate(&deep, &[]);
-    assert_reports(&outcome, &["pipelines/p.yaml:6"]);
+    assert_reports(
+        "yaml_alias_bombs_and_deep_nesting_are_refused_2",
+        &outcome,
+        &["pipelines/p.yaml:6"],
+    );
 }
 
 #[test]
@@ -292,6 +343,7 @@ fn a_duration_too_long_to_hold_is_an_error_not_a_panic() {
         &[],
     );
     assert_reports(
+        "a_duration_too_long_to_hold_is_an_error_not_a_panic",
         &outcome,
         &["pipelines/p.yaml:14:3: output.lock_timeout: `44444444444444444444s` is too long a duration"],
     );
@@ -310,6 +362,7 @@ fn a_step_setting_datafusion_does_not_know_names_its_line() {
         &[],
     );
     assert_reports(
+        "a_step_setting_datafusion_does_not_know_names_its_line",
         &outcome,
         &[
             "pipelines/p.yaml:13:7: steps.totals.settings.datafusion.optimizer.subset_repartition_treshold: DataFusion has no setting `datafusion.optimizer.subset_repartition_treshold`",
@@ -318,6 +371,7 @@ fn a_step_setting_datafusion_does_not_know_names_its_line() {
     );
     let outcome = validate(&with_settings("      datafusion.execution.batch_size: many\n"), &[]);
     assert_reports(
+        "a_step_setting_datafusion_does_not_know_names_its_line_2",
         &outcome,
         &[
             "pipelines/p.yaml:13:7: steps.totals.settings.datafusion.execution.batch_size: DataFusion does not take `many` here",
@@ -328,6 +382,7 @@ fn a_step_setting_datafusion_does_not_know_names_its_line() {
         &[],
     );
     assert_reports(
+        "a_step_setting_datafusion_does_not_know_names_its_line_3",
         &outcome,
         &["steps.totals.materialize: a step with `settings` is materialized"],
     );

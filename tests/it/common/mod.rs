@@ -1,8 +1,6 @@
 //! Helpers shared by the integration tests: a project folder per test, the real `lifemap`
 //! binary, a real S3-compatible server, and reading published marts back.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
