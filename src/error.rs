@@ -1,5 +1,11 @@
 //! The crate's error type and the exit codes schedulers see.
 //!
+//! Stages whose failures are their own define them beside their code, in a file that imports
+//! nothing of the crate (`delivery::error`, `report::error`, `lock::error`, `quality::error`; and
+//! `config::Diagnostics`); [`Error`] folds them in with the engine's, storage's and I/O errors,
+//! each with what it was doing. [`chain`] walks a failure's causes for the one renderer
+//! ([`Error::render`]) and for sorting it into an exit code.
+//!
 //! Each failure carries what it was doing (which source, step or mart) and is sorted into one
 //! exit code: storage that is down or throttling is "temporary, safe to retry" (75); credentials
 //! that are refused or a bad setting is a configuration error (2); anything else a run failure (1).
@@ -9,6 +15,10 @@ use std::path::PathBuf;
 use datafusion::error::DataFusionError;
 
 use crate::config::{Diagnostics, SqlOrigin};
+use crate::delivery::error::DeliveryError;
+use crate::lock::error::Busy;
+use crate::quality::error::QualityFailure;
+use crate::report::error::ReportError;
 
 /// Exit codes of the `lifemap` binary (documented in `--help` and docs/operations.md).
 pub mod exit {
@@ -89,21 +99,17 @@ pub enum Error {
     #[error("nothing to do: {0}")]
     NothingToDo(String),
 
-    /// Error-level data-quality failures; nothing was published.
-    #[error("data-quality checks failed: {0}")]
-    Quality(String),
+    #[error(transparent)]
+    Quality(#[from] QualityFailure),
 
-    /// The report could not be rendered (a template error, a mart missing).
-    #[error("report: {0}")]
-    Report(String),
+    #[error(transparent)]
+    Report(#[from] ReportError),
 
-    /// Another run of the same pipeline and ds holds the run lock.
-    #[error("{0}")]
-    Busy(String),
+    #[error(transparent)]
+    Busy(#[from] Busy),
 
-    /// The report could not be delivered; `temporary` when a later retry may succeed.
-    #[error("delivery: {message}")]
-    Delivery { message: String, temporary: bool },
+    #[error(transparent)]
+    Delivery(#[from] DeliveryError),
 }
 
 /// An error and every cause under it, outermost first: the one walk of a chain that
@@ -152,8 +158,8 @@ impl Error {
             Error::Quality(_) => exit::DATA_QUALITY,
             Error::Busy(_) => exit::TEMPORARY,
             Error::Source { .. } | Error::Report(_) => exit::RUN_FAILED,
-            Error::Delivery { temporary: true, .. } => exit::TEMPORARY,
-            Error::Delivery { temporary: false, .. } => exit::RUN_FAILED,
+            Error::Delivery(err) if err.temporary => exit::TEMPORARY,
+            Error::Delivery(_) => exit::RUN_FAILED,
             _ => match classify(self) {
                 FailureKind::Temporary => exit::TEMPORARY,
                 FailureKind::Auth => exit::CONFIG,
@@ -184,7 +190,7 @@ impl Error {
             (Error::Busy(_), _) => Some(
                 "two runs of one ds must not publish at once: retry when the other has finished (a lock left by a killed run is taken over once stale)",
             ),
-            (Error::Delivery { temporary: true, .. }, _) => Some(
+            (Error::Delivery(err), _) if err.temporary => Some(
                 "the mail server looks unavailable; the marts are published and a rerun of this ds sends the report",
             ),
             (_, FailureKind::Temporary) => Some("the storage or network looks unavailable; the run is safe to retry"),

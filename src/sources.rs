@@ -16,6 +16,8 @@ use datafusion::datasource::file_format::file_compression_type::FileCompressionT
 use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig};
 use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, ident, lit, when};
 
+use object_store::ObjectMeta;
+
 use crate::config::{Format, Source};
 use crate::context::RunContext;
 use crate::error::Error;
@@ -153,43 +155,9 @@ pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSum
         } else {
             " (set `allow_empty: true` with a declared schema to accept that)"
         };
-        return Err(Error::Source {
-            name: source.name.clone(),
-            location: source.location.clone(),
-            message: format!("no data files found{hint}"),
-        });
+        return Err(source_error(source, format!("no data files found{hint}")));
     }
-
-    // Group files by (compression, selecting suffix).
-    let mut groups: BTreeMap<String, FileCompressionType> = BTreeMap::new();
-    for meta in &files {
-        let (compression, suffix) = file_kind(source, meta);
-        groups.insert(suffix, compression);
-    }
-    if groups.len() > 1 && groups.contains_key("") {
-        return Err(Error::Source {
-            name: source.name.clone(),
-            location: source.location.clone(),
-            message: "files without an extension sit beside others: cannot tell their format or compression apart"
-                .into(),
-        });
-    }
-    if source.format == Format::Parquet {
-        // Parquet compresses inside the file: one listing over every Parquet file.
-        groups.retain(|suffix, _| suffix.ends_with(".parquet") || suffix.is_empty());
-        if groups.is_empty() {
-            return Err(Error::Source {
-                name: source.name.clone(),
-                location: source.location.clone(),
-                message: "no `.parquet` files found".into(),
-            });
-        }
-    }
-
-    let url = storage::listing_url(&source.location)?;
-    let state = ctx.state();
-    let partition_cols: Vec<(String, datafusion::arrow::datatypes::DataType)> = source.partitions.clone();
-    let mut tables: Vec<Arc<dyn TableProvider>> = Vec::new();
+    let mut groups = file_groups(source, &files)?;
     let mut file_schema: Option<SchemaRef> = source.schema.as_ref().map(|columns| {
         Arc::new(Schema::new(
             columns
@@ -208,51 +176,18 @@ pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSum
         }
         _ => None,
     };
-    let mut by_name_frames = Vec::new();
+    let mut frames = Vec::new();
     if let (Some(by_header), Some(schema)) = (drifted, &file_schema) {
-        by_name_frames = csv_headers::read_by_name(ctx, source, schema, reads_markers, by_header)?;
+        frames = csv_headers::read_by_name(ctx, source, schema, reads_markers, by_header)?;
         groups.clear();
     }
-    for (suffix, compression) in &groups {
-        if source.format == Format::Lines {
-            let listing = lines::LinesListing::new(&source.location, suffix, *compression, &partition_cols);
-            tables.push(Arc::new(listing.table().map_err(|e| query_error(source, e))?));
-            continue;
-        }
-        let options = ListingOptions::new(file_format(source, *compression))
-            .with_file_extension(suffix.clone())
-            .with_table_partition_cols(partition_cols.clone());
-        let schema = match &file_schema {
-            Some(schema) => Arc::clone(schema),
-            None => {
-                let inferred = options
-                    .infer_schema(&state, &url)
-                    .await
-                    .map_err(|e| query_error(source, e))?;
-                // Every group must agree with the first group's schema; infer once.
-                file_schema = Some(Arc::clone(&inferred));
-                inferred
-            }
-        };
-        let config = ListingTableConfig::new(url.clone())
-            .with_listing_options(options)
-            .with_schema(if reads_markers { as_text(&schema) } else { schema });
-        let table = ListingTable::try_new(config).map_err(|e| query_error(source, e))?;
-        tables.push(Arc::new(table));
-    }
-
-    // One listing per kind of file; several kinds are read as one table.
-    let mut frames = by_name_frames;
-    for table in tables {
+    for table in listings(ctx, source, &groups, &mut file_schema, reads_markers).await? {
         frames.push(ctx.read_table(table).map_err(|e| query_error(source, e))?);
     }
+    // One listing per kind of file; several kinds are read as one table.
     let mut frames = frames.into_iter();
     let Some(first) = frames.next() else {
-        return Err(Error::Source {
-            name: source.name.clone(),
-            location: source.location.clone(),
-            message: "no readable files found".into(),
-        });
+        return Err(source_error(source, "no readable files found".into()));
     };
     let combined = frames
         .try_fold(first, |all, next| all.union(next))
@@ -268,4 +203,76 @@ pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSum
     ctx.register_table(source.name.as_str(), provider)
         .map_err(|e| query_error(source, e))?;
     Ok(summary)
+}
+
+fn source_error(source: &Source, message: String) -> Error {
+    Error::Source {
+        name: source.name.clone(),
+        location: source.location.clone(),
+        message,
+    }
+}
+
+/// The source's files grouped by (selecting suffix → compression): one listing per group.
+fn file_groups(source: &Source, files: &[ObjectMeta]) -> Result<BTreeMap<String, FileCompressionType>, Error> {
+    let mut groups: BTreeMap<String, FileCompressionType> = BTreeMap::new();
+    for meta in files {
+        let (compression, suffix) = file_kind(source, meta);
+        groups.insert(suffix, compression);
+    }
+    if groups.len() > 1 && groups.contains_key("") {
+        return Err(source_error(
+            source,
+            "files without an extension sit beside others: cannot tell their format or compression apart".into(),
+        ));
+    }
+    if source.format == Format::Parquet {
+        // Parquet compresses inside the file: one listing over every Parquet file.
+        groups.retain(|suffix, _| suffix.ends_with(".parquet") || suffix.is_empty());
+        if groups.is_empty() {
+            return Err(source_error(source, "no `.parquet` files found".into()));
+        }
+    }
+    Ok(groups)
+}
+
+/// One listing table per group of files. Without a declared schema the first group's is
+/// inferred, and every other group must agree with it.
+async fn listings(
+    ctx: &SessionContext,
+    source: &Source,
+    groups: &BTreeMap<String, FileCompressionType>,
+    file_schema: &mut Option<SchemaRef>,
+    reads_markers: bool,
+) -> Result<Vec<Arc<dyn TableProvider>>, Error> {
+    let url = storage::listing_url(&source.location)?;
+    let state = ctx.state();
+    let mut tables: Vec<Arc<dyn TableProvider>> = Vec::new();
+    for (suffix, compression) in groups {
+        if source.format == Format::Lines {
+            let listing = lines::LinesListing::new(&source.location, suffix, *compression, &source.partitions);
+            tables.push(Arc::new(listing.table().map_err(|e| query_error(source, e))?));
+            continue;
+        }
+        let options = ListingOptions::new(file_format(source, *compression))
+            .with_file_extension(suffix.clone())
+            .with_table_partition_cols(source.partitions.clone());
+        let schema = match file_schema {
+            Some(schema) => Arc::clone(schema),
+            None => {
+                let inferred = options
+                    .infer_schema(&state, &url)
+                    .await
+                    .map_err(|e| query_error(source, e))?;
+                *file_schema = Some(Arc::clone(&inferred));
+                inferred
+            }
+        };
+        let config = ListingTableConfig::new(url.clone())
+            .with_listing_options(options)
+            .with_schema(if reads_markers { as_text(&schema) } else { schema });
+        let table = ListingTable::try_new(config).map_err(|e| query_error(source, e))?;
+        tables.push(Arc::new(table));
+    }
+    Ok(tables)
 }

@@ -157,6 +157,50 @@ pub fn resolve(pipeline: &Pipeline) -> Result<StepGraph, Diagnostics> {
         .chain(pipeline.steps.iter().map(|s| s.name.as_str()))
         .collect();
     let mut problems = Vec::new();
+    let upstream = step_inputs(pipeline, &step_index, &known, &mut problems);
+    check_inputs(pipeline, &step_index, &known, &mut problems);
+    let order = run_order(&upstream);
+    if order.len() < pipeline.steps.len() {
+        let stuck: Vec<usize> = (0..pipeline.steps.len()).filter(|i| !order.contains(i)).collect();
+        let cycle = find_cycle(&upstream, &stuck);
+        let names: Vec<&str> = cycle.iter().map(|&i| pipeline.steps[i].name.as_str()).collect();
+        let first = &pipeline.steps[cycle[0]];
+        problems.push(step_diagnostic(
+            pipeline,
+            first,
+            format!("dependency cycle (each step reads the next): {}", names.join(" → ")),
+            Some("a step cannot read, directly or through others, its own result".into()),
+        ));
+    }
+    if !problems.is_empty() {
+        return Err(Diagnostics(problems));
+    }
+    let mut consumers: Vec<usize> = vec![0; pipeline.steps.len()];
+    for deps in &upstream {
+        for &dep in deps {
+            consumers[dep] += 1;
+        }
+    }
+    for mart in &pipeline.marts {
+        if let Some(&index) = step_index.get(mart.from.as_str()) {
+            consumers[index] += 1;
+        }
+    }
+    Ok(StepGraph {
+        order,
+        upstream,
+        consumers,
+    })
+}
+
+/// The steps each step reads (by SQL or `depends_on`); unknown tables and SQL that does not parse
+/// are problems.
+fn step_inputs(
+    pipeline: &Pipeline,
+    step_index: &HashMap<&str, usize>,
+    known: &[&str],
+    problems: &mut Vec<Diagnostic>,
+) -> Vec<BTreeSet<usize>> {
     let mut upstream: Vec<BTreeSet<usize>> = vec![BTreeSet::new(); pipeline.steps.len()];
     for (index, step) in pipeline.steps.iter().enumerate() {
         let reads = match &step.kmeans {
@@ -192,7 +236,24 @@ pub fn resolve(pipeline: &Pipeline) -> Result<StepGraph, Diagnostics> {
             }
         }
     }
+    upstream
+}
 
+/// Every check's SQL parses and reads sources or steps.
+fn check_inputs(
+    pipeline: &Pipeline,
+    step_index: &HashMap<&str, usize>,
+    known: &[&str],
+    problems: &mut Vec<Diagnostic>,
+) {
+    let check_problem = |check: &crate::config::Check, message: String, hint: Option<String>| Diagnostic {
+        file: pipeline.file.clone(),
+        line: None,
+        column: None,
+        key: Some(format!("checks.{}", check.name)),
+        message,
+        hint,
+    };
     for check in &pipeline.checks {
         match tables_read(&check.sql) {
             Ok(reads) => {
@@ -200,41 +261,39 @@ pub fn resolve(pipeline: &Pipeline) -> Result<StepGraph, Diagnostics> {
                     if pipeline.source(&table).is_none() && !step_index.contains_key(table.as_str()) {
                         let hint =
                             did_you_mean(&table, known.iter().copied()).map(|close| format!("did you mean `{close}`?"));
-                        problems.push(Diagnostic {
-                            file: pipeline.file.clone(),
-                            line: None,
-                            column: None,
-                            key: Some(format!("checks.{}", check.name)),
-                            message: format!(
+                        problems.push(check_problem(
+                            check,
+                            format!(
                                 "check `{}` reads table `{table}`, which is neither a source nor a step",
                                 check.name
                             ),
                             hint,
-                        });
+                        ));
                     }
                 }
             }
-            Err(message) => problems.push(Diagnostic {
-                file: pipeline.file.clone(),
-                line: None,
-                column: None,
-                key: Some(format!("checks.{}", check.name)),
-                message: format!("the expression does not parse: {message}"),
-                hint: None,
-            }),
+            Err(message) => problems.push(check_problem(
+                check,
+                format!("the expression does not parse: {message}"),
+                None,
+            )),
         }
     }
+}
 
-    // Kahn's algorithm; among ready steps, the earliest in the file runs first.
+/// Kahn's algorithm over the steps; among ready steps, the earliest in the file runs first. Steps
+/// in a cycle are left out.
+fn run_order(upstream: &[BTreeSet<usize>]) -> Vec<usize> {
+    let steps = upstream.len();
     let mut remaining: Vec<usize> = upstream.iter().map(BTreeSet::len).collect();
-    let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); pipeline.steps.len()];
+    let mut downstream: Vec<Vec<usize>> = vec![Vec::new(); steps];
     for (index, deps) in upstream.iter().enumerate() {
         for &dep in deps {
             downstream[dep].push(index);
         }
     }
-    let mut ready: BTreeSet<usize> = (0..pipeline.steps.len()).filter(|&i| remaining[i] == 0).collect();
-    let mut order = Vec::with_capacity(pipeline.steps.len());
+    let mut ready: BTreeSet<usize> = (0..steps).filter(|&i| remaining[i] == 0).collect();
+    let mut order = Vec::with_capacity(steps);
     while let Some(index) = ready.pop_first() {
         order.push(index);
         for &next in &downstream[index] {
@@ -244,38 +303,7 @@ pub fn resolve(pipeline: &Pipeline) -> Result<StepGraph, Diagnostics> {
             }
         }
     }
-    if order.len() < pipeline.steps.len() {
-        let stuck: Vec<usize> = (0..pipeline.steps.len()).filter(|i| !order.contains(i)).collect();
-        let cycle = find_cycle(&upstream, &stuck);
-        let names: Vec<&str> = cycle.iter().map(|&i| pipeline.steps[i].name.as_str()).collect();
-        let first = &pipeline.steps[cycle[0]];
-        problems.push(step_diagnostic(
-            pipeline,
-            first,
-            format!("dependency cycle (each step reads the next): {}", names.join(" → ")),
-            Some("a step cannot read, directly or through others, its own result".into()),
-        ));
-    }
-    if !problems.is_empty() {
-        return Err(Diagnostics(problems));
-    }
-
-    let mut consumers: Vec<usize> = vec![0; pipeline.steps.len()];
-    for deps in &upstream {
-        for &dep in deps {
-            consumers[dep] += 1;
-        }
-    }
-    for mart in &pipeline.marts {
-        if let Some(&index) = step_index.get(mart.from.as_str()) {
-            consumers[index] += 1;
-        }
-    }
-    Ok(StepGraph {
-        order,
-        upstream,
-        consumers,
-    })
+    order
 }
 
 /// One cycle among `stuck` steps, closed (first element repeated at the end).

@@ -12,6 +12,7 @@
 //! rendering every template against one made-up row per mart.
 
 pub mod charts;
+pub mod error;
 pub mod format;
 pub mod highlights;
 
@@ -35,6 +36,7 @@ use crate::config::{Pipeline, Report};
 use crate::context::RunContext;
 use crate::error::Error;
 use crate::storage::{self, Location};
+use error::ReportError;
 
 /// How many "what changed" sentences the context offers.
 const HIGHLIGHTS: usize = 5;
@@ -90,7 +92,7 @@ impl Rendered {
 }
 
 fn report_error(message: impl Into<String>) -> Error {
-    Error::Report(message.into())
+    Error::Report(ReportError(message.into()))
 }
 
 /// Read every mart the report names from its published partition, then run the report's queries.

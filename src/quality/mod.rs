@@ -4,6 +4,8 @@
 //! A check is SQL whose rows are failures. An error-level failure stops the run: nothing is
 //! published and lifemap exits 3. A warning is recorded in `run_results.json` and the run goes on.
 
+pub mod error;
+
 use std::time::Instant;
 
 use datafusion::prelude::SessionContext;
@@ -13,6 +15,7 @@ use crate::config::Check;
 use crate::config::checks::PREVIOUS_ROWS_PLACEHOLDER;
 use crate::config::raw::Severity;
 use crate::error::Error;
+use error::QualityFailure;
 
 /// How a check ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -128,5 +131,5 @@ pub fn blocking_failures(outcomes: &[CheckOutcome]) -> Option<Error> {
             format!("`{}` ({} failing rows{example})", o.name, o.failing_rows)
         })
         .collect();
-    (!failed.is_empty()).then(|| Error::Quality(failed.join(", ")))
+    (!failed.is_empty()).then(|| Error::Quality(QualityFailure(failed.join(", "))))
 }

@@ -9,6 +9,8 @@
 //! when its process is gone (same host) or it is older than the stale timeout; the next run then
 //! takes it over.
 
+pub mod error;
+
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -17,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 use crate::storage::Location;
+use error::Busy;
 
 /// The name of the lock object in the run's `_runs/ds=<ds>/` folder.
 pub use crate::layout::LOCK as LOCK_NAME;
@@ -56,14 +59,14 @@ fn is_stale(info: &LockInfo, stale_after: Duration, now: DateTime<Utc>) -> bool 
 }
 
 fn busy(folder: &Location, held: &LockInfo) -> Error {
-    Error::Busy(format!(
+    Error::Busy(Busy(format!(
         "another run of this pipeline for this ds holds {}{LOCK_NAME} (run {} on {}, pid {}, since {})",
         folder.folder_url(),
         held.run_id,
         held.host,
         held.pid,
         held.acquired_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    ))
+    )))
 }
 
 fn storage_error(folder: &Location, action: &str) -> impl FnOnce(object_store::Error) -> Error {
@@ -129,10 +132,10 @@ impl RunLock {
                 _ => Ok(RunLock { folder }),
             };
         }
-        Err(Error::Busy(format!(
+        Err(Error::Busy(Busy(format!(
             "could not take {}{LOCK_NAME}: other runs keep taking it",
             folder.folder_url()
-        )))
+        ))))
     }
 
     /// Delete the lock; a failure only leaves a lock that goes stale.

@@ -11,6 +11,8 @@
 //! `multipart/related` HTML part with its PNG images by Content-ID, wrapped in
 //! `multipart/mixed` when CSV files are attached.
 
+pub mod error;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -28,6 +30,7 @@ use crate::error::Error;
 use crate::layout::{OutputLayout, REPORT_ARCHIVE};
 use crate::report::Rendered;
 use crate::storage;
+use error::DeliveryError;
 
 pub use crate::layout::DELIVERY_MARKER as MARKER;
 
@@ -60,10 +63,10 @@ pub struct DeliveryRecord {
 }
 
 fn delivery_error(message: impl Into<String>, temporary: bool) -> Error {
-    Error::Delivery {
+    Error::Delivery(DeliveryError {
         message: message.into(),
         temporary,
-    }
+    })
 }
 
 /// The MIME message of a rendered report.
