@@ -403,6 +403,28 @@ struct Event<'a> {
     category: Option<&'a str>,
 }
 
+impl<'a> Event<'a> {
+    /// An event of a visitor not (yet) known as a customer.
+    fn anonymous(
+        at: DateTime<Utc>,
+        offset: i32,
+        anonymous_id: &'a str,
+        event_type: &'a str,
+        channel: &'a str,
+        category: Option<&'a str>,
+    ) -> Self {
+        Event {
+            at,
+            offset,
+            customer_id: None,
+            anonymous_id: Some(anonymous_id),
+            event_type,
+            channel,
+            category,
+        }
+    }
+}
+
 #[derive(Clone, Copy)]
 struct Order<'a> {
     customer_id: &'a str,
@@ -781,7 +803,10 @@ fn customer(g: &mut Generator, out: &mut Exports, index: u64, last_day: i64) -> 
         // Browsing before logging in stays anonymous; the login links the device to the customer.
         if g.rng.random_bool(0.5) {
             let category = g.category(first_day);
-            anonymous_view(g, out, &anonymous_id, offset, t, own_channel, category)?;
+            g.emit(
+                out,
+                &Event::anonymous(t, offset, &anonymous_id, "product_view", own_channel, Some(category)),
+            )?;
             t += Duration::minutes(g.rng.random_range(1..120));
         }
     }
@@ -953,7 +978,10 @@ fn prospect(g: &mut Generator, out: &mut Exports, index: u64, last_day: i64) -> 
     let t = awareness_touches(g, out, &anonymous_id, offset, first_touch, 3000)?;
     if g.rng.random_bool(0.4) {
         let category = g.category(day);
-        anonymous_view(g, out, &anonymous_id, offset, t, "web", category)?;
+        g.emit(
+            out,
+            &Event::anonymous(t, offset, &anonymous_id, "product_view", "web", Some(category)),
+        )?;
     }
     Ok(())
 }
@@ -972,41 +1000,9 @@ fn awareness_touches(
         let (event_type, channel) = awareness_event(g);
         g.emit(
             out,
-            &Event {
-                at: t,
-                offset,
-                customer_id: None,
-                anonymous_id: Some(anonymous_id),
-                event_type,
-                channel,
-                category: None,
-            },
+            &Event::anonymous(t, offset, anonymous_id, event_type, channel, None),
         )?;
         t += Duration::minutes(g.rng.random_range(1..max_gap_minutes));
     }
     Ok(t)
-}
-
-/// An anonymous product view at `t`.
-fn anonymous_view(
-    g: &mut Generator,
-    out: &mut Exports,
-    anonymous_id: &str,
-    offset: i32,
-    t: DateTime<Utc>,
-    channel: &str,
-    category: &str,
-) -> Result<(), Error> {
-    g.emit(
-        out,
-        &Event {
-            at: t,
-            offset,
-            customer_id: None,
-            anonymous_id: Some(anonymous_id),
-            event_type: "product_view",
-            channel,
-            category: Some(category),
-        },
-    )
 }

@@ -428,9 +428,8 @@ fn globs_zstd_and_csv_options_are_honoured() {
     assert_eq!(warning["examples"][0]["region"], "unknown");
 }
 
-#[test]
-fn an_error_level_check_failure_publishes_nothing_and_exits_3() {
-    let project = options_project();
+/// A run of the options project whose error-level check `amounts_reach_the_minimum` fails.
+fn failing_check_run(project: &Project) -> assert_cmd::Command {
     let mut command = project.lifemap();
     command.args([
         "run",
@@ -440,7 +439,13 @@ fn an_error_level_check_failure_publishes_nothing_and_exits_3() {
         "--var",
         "min_amount=10",
     ]);
-    let outcome = run_expecting(command, 3);
+    command
+}
+
+#[test]
+fn an_error_level_check_failure_publishes_nothing_and_exits_3() {
+    let project = options_project();
+    let outcome = run_expecting(failing_check_run(&project), 3);
     assert_eq!(outcome.summary()["status"], "failed");
     assert!(
         outcome
@@ -778,17 +783,7 @@ fn every_exit_of_run_ends_stdout_with_its_json_summary() {
         "{backwards}"
     );
 
-    let options = options_project();
-    let mut command = options.lifemap();
-    command.args([
-        "run",
-        "pipelines/options.yaml",
-        "--ds",
-        "2026-10-31",
-        "--var",
-        "min_amount=10",
-    ]);
-    let quality = last_line(&run(command), 3);
+    let quality = last_line(&run(failing_check_run(&options_project())), 3);
     assert!(
         quality["error"]
             .as_str()
