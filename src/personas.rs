@@ -365,52 +365,25 @@ pub fn cluster<S: AsRef<str>>(
     order.sort_unstable_by(|&a, &b| id(a).cmp(id(b)).then(a.cmp(&b)));
     let data = standardise(&raw.select(Axis(0), &order));
 
-    // The sample: the rows with the smallest hashes of their ids, in hash order. Keys are hashed
-    // once, and only the sample is sorted.
-    let mut keyed: Vec<(u64, usize)> = (0..n).map(|i| (stable_hash(id(order[i])), i)).collect();
-    let sample_size = spec.sample_size.clamp(2, n);
-    if sample_size < n {
-        keyed.select_nth_unstable(sample_size - 1);
-        keyed.truncate(sample_size);
-    }
-    keyed.sort_unstable();
-    let sample: Vec<usize> = keyed.into_iter().map(|(_, row)| row).collect();
+    let sample = sample_rows(&order, |row| id(row), spec.sample_size);
     let sample_data = data.select(Axis(0), &sample);
-
-    let mut silhouettes = Vec::new();
-    let (k, chosen_by, silhouette, seeds) = match spec.k {
-        Some(k) => {
-            let k = k.min(n);
-            (k, "configured", None, None)
-        }
-        None => {
-            let mut candidates = Vec::new();
-            for k in spec.k_min..=spec.k_max.min(sample_data.nrows() - 1) {
-                let centroids = fit(&sample_data, k, spec)?;
-                let labels: Vec<usize> = sample_data
-                    .axis_iter(Axis(0))
-                    .map(|row| nearest(row, &centroids))
-                    .collect();
-                candidates.push((k, labels, centroids));
-            }
-            let labellings: Vec<(usize, &[usize])> = candidates
-                .iter()
-                .map(|(k, labels, _)| (*k, labels.as_slice()))
-                .collect();
-            let scores = silhouette_scores(&sample_data, &labellings)?;
-            let mut best: Option<(usize, f64)> = None;
-            for (index, ((k, _, _), score)) in candidates.iter().zip(scores).enumerate() {
-                silhouettes.push((*k, score));
-                if best.is_none_or(|(_, top)| score > top) {
-                    best = Some((index, score));
-                }
-            }
-            let (index, score) =
-                best.ok_or_else(|| PersonaError::Invalid("no k to try: check k_min and k_max".into()))?;
-            let (k, _, centroids) = candidates.swap_remove(index);
-            (k, "silhouette", Some(score), Some(centroids))
-        }
+    let choice = match spec.k {
+        Some(k) => KChoice {
+            k: k.min(n),
+            chosen_by: "configured",
+            silhouette: None,
+            silhouettes: Vec::new(),
+            seeds: None,
+        },
+        None => choose_k(&sample_data, spec)?,
     };
+    let KChoice {
+        k,
+        chosen_by,
+        silhouette,
+        silhouettes,
+        seeds,
+    } = choice;
 
     // Beyond the sample, the fit on the sample seeds Lloyd's iterations over every row, which move
     // the centroids only as far as the full data differs from the sample: a fit from scratch on
@@ -425,18 +398,7 @@ pub fn cluster<S: AsRef<str>>(
 
     // Persona order: descending centroid of `order_by`, then the centroid itself, for stable ids.
     let order_column = spec.features.iter().position(|f| *f == spec.order_by).unwrap_or(0);
-    let mut ranking: Vec<usize> = (0..k).collect();
-    ranking.sort_by(|&a, &b| {
-        centroids[[b, order_column]]
-            .total_cmp(&centroids[[a, order_column]])
-            .then_with(|| {
-                centroids
-                    .row(a)
-                    .iter()
-                    .zip(centroids.row(b).iter())
-                    .fold(std::cmp::Ordering::Equal, |o, (x, y)| o.then(x.total_cmp(y)))
-            })
-    });
+    let ranking = persona_order(&centroids, order_column);
     let mut rank_of = vec![0; k];
     for (rank, &cluster) in ranking.iter().enumerate() {
         rank_of[cluster] = rank;
@@ -467,6 +429,83 @@ pub fn cluster<S: AsRef<str>>(
             centroids: ordered_centroids,
         },
     ))
+}
+
+/// The sample: the rows (positions in `order`) with the smallest hashes of their ids, in hash
+/// order. Keys are hashed once, and only the sample is sorted.
+fn sample_rows<'a>(order: &[usize], id: impl Fn(usize) -> &'a str, sample_size: usize) -> Vec<usize> {
+    let n = order.len();
+    let mut keyed: Vec<(u64, usize)> = (0..n).map(|i| (stable_hash(id(order[i])), i)).collect();
+    let sample_size = sample_size.clamp(2, n);
+    if sample_size < n {
+        keyed.select_nth_unstable(sample_size - 1);
+        keyed.truncate(sample_size);
+    }
+    keyed.sort_unstable();
+    keyed.into_iter().map(|(_, row)| row).collect()
+}
+
+/// The number of personas, and how it was chosen.
+struct KChoice {
+    k: usize,
+    chosen_by: &'static str,
+    silhouette: Option<f64>,
+    silhouettes: Vec<(usize, f64)>,
+    /// The centroids of the chosen fit on the sample, when there was one.
+    seeds: Option<Array2<f64>>,
+}
+
+/// Fit every k from `k_min` to `k_max` on the sample and keep the best silhouette.
+fn choose_k(sample_data: &Array2<f64>, spec: &KMeansSpec) -> Result<KChoice, PersonaError> {
+    let mut candidates = Vec::new();
+    for k in spec.k_min..=spec.k_max.min(sample_data.nrows() - 1) {
+        let centroids = fit(sample_data, k, spec)?;
+        let labels: Vec<usize> = sample_data
+            .axis_iter(Axis(0))
+            .map(|row| nearest(row, &centroids))
+            .collect();
+        candidates.push((k, labels, centroids));
+    }
+    let labellings: Vec<(usize, &[usize])> = candidates
+        .iter()
+        .map(|(k, labels, _)| (*k, labels.as_slice()))
+        .collect();
+    let scores = silhouette_scores(sample_data, &labellings)?;
+    let mut silhouettes = Vec::new();
+    let mut best: Option<(usize, f64)> = None;
+    for (index, ((k, _, _), score)) in candidates.iter().zip(scores).enumerate() {
+        silhouettes.push((*k, score));
+        if best.is_none_or(|(_, top)| score > top) {
+            best = Some((index, score));
+        }
+    }
+    let (index, score) = best.ok_or_else(|| PersonaError::Invalid("no k to try: check k_min and k_max".into()))?;
+    let (k, _, centroids) = candidates.swap_remove(index);
+    Ok(KChoice {
+        k,
+        chosen_by: "silhouette",
+        silhouette: Some(score),
+        silhouettes,
+        seeds: Some(centroids),
+    })
+}
+
+/// Clusters in persona order: descending centroid of the ordering column, then the centroid
+/// itself, so that persona ids are stable.
+fn persona_order(centroids: &Array2<f64>, order_column: usize) -> Vec<usize> {
+    let mut ranking: Vec<usize> = (0..centroids.nrows()).collect();
+    ranking.sort_by(|&a, &b| {
+        centroids[[b, order_column]]
+            .total_cmp(&centroids[[a, order_column]])
+            .then_with(|| {
+                centroids
+                    .row(a)
+                    .iter()
+                    .zip(centroids.row(b).iter())
+                    .fold(std::cmp::Ordering::Equal, |o, (x, y)| o.then(x.total_cmp(y)))
+            })
+    });
+    ranking
 }
 
 /// Names for every centroid, distinct within the run.

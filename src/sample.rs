@@ -781,6 +781,31 @@ fn consideration_event(g: &mut Generator) -> &'static str {
     ][g.rng.random_range(0..7)]
 }
 
+/// Who a generated customer is, fixed before their events are drawn.
+struct Persona<'a> {
+    customer_id: &'a str,
+    anonymous_id: &'a str,
+    archetype: Archetype,
+    offset: i32,
+    /// The channel of their own visits: "app" or "web".
+    channel: &'static str,
+}
+
+impl<'a> Persona<'a> {
+    /// An event of this customer, signed in.
+    fn event(&self, at: DateTime<Utc>, event_type: &'a str, channel: &'a str, category: Option<&'a str>) -> Event<'a> {
+        Event {
+            at,
+            offset: self.offset,
+            customer_id: Some(self.customer_id),
+            anonymous_id: None,
+            event_type,
+            channel,
+            category,
+        }
+    }
+}
+
 fn customer(g: &mut Generator, out: &mut Exports, index: u64, last_day: i64) -> Result<(), Error> {
     let customer_id = format!("C{index:07}");
     let anonymous_id = format!("a{:012x}", g.rng.random::<u64>() >> 16);
@@ -795,48 +820,97 @@ fn customer(g: &mut Generator, out: &mut Exports, index: u64, last_day: i64) -> 
     let first_day = g.day(0, last_day - 3);
     let first_touch = g.instant(first_day, offset);
     let app_user = g.rng.random_bool(0.4);
-    let own_channel = if app_user { "app" } else { "web" };
+    let persona = Persona {
+        customer_id: &customer_id,
+        anonymous_id: &anonymous_id,
+        archetype,
+        offset,
+        channel: if app_user { "app" } else { "web" },
+    };
 
+    let signup = sign_up(g, out, &persona, first_touch, first_day, country, acquisition)?;
+    let (completed, t) = buy(g, out, &persona, signup, last_day)?;
+    engage(g, out, &persona, signup, last_day)?;
+    if completed > 0 && matches!(archetype, Archetype::Loyal | Archetype::BargainHunter) && g.rng.random_bool(0.35) {
+        let event_type = ["review_posted", "referral_sent", "social_mention"][g.rng.random_range(0..3)];
+        let channel = if event_type == "social_mention" {
+            "social"
+        } else {
+            persona.channel
+        };
+        let at = t - Duration::days(g.rng.random_range(0..20));
+        g.emit(out, &persona.event(at, event_type, channel, None))?;
+    }
+    if completed > 0 && g.rng.random_bool(0.35) {
+        answer_surveys(g, out, &persona, signup, last_day)?;
+    }
+    Ok(())
+}
+
+/// Anonymous touches, perhaps some anonymous browsing, then the signup (a customers row and, for
+/// those who use the site or app, the login that links the device). Returns the signup instant.
+fn sign_up(
+    g: &mut Generator,
+    out: &mut Exports,
+    persona: &Persona,
+    first_touch: DateTime<Utc>,
+    first_day: i64,
+    country: &str,
+    acquisition: &str,
+) -> Result<DateTime<Utc>, Error> {
+    let online = persona.archetype != Archetype::StoreOnly;
     let mut t = first_touch;
-    if archetype != Archetype::StoreOnly {
-        t = awareness_touches(g, out, &anonymous_id, offset, t, 600)?;
+    if online {
+        t = awareness_touches(g, out, persona.anonymous_id, persona.offset, t, 600)?;
         // Browsing before logging in stays anonymous; the login links the device to the customer.
         if g.rng.random_bool(0.5) {
             let category = g.category(first_day);
             g.emit(
                 out,
-                &Event::anonymous(t, offset, &anonymous_id, "product_view", own_channel, Some(category)),
+                &Event::anonymous(
+                    t,
+                    persona.offset,
+                    persona.anonymous_id,
+                    "product_view",
+                    persona.channel,
+                    Some(category),
+                ),
             )?;
             t += Duration::minutes(g.rng.random_range(1..120));
         }
     }
     t += Duration::minutes(g.rng.random_range(1..(3 * 24 * 60)));
     let signup = t;
-    let signup_text = Generator::timestamp(signup, offset);
+    let signup_text = Generator::timestamp(signup, persona.offset);
     out.customers
         .row(&[
-            &customer_id,
-            &format!("{}@example.com", customer_id.to_lowercase()),
+            persona.customer_id,
+            &format!("{}@example.com", persona.customer_id.to_lowercase()),
             &signup_text,
             country,
             acquisition,
         ])
         .map_err(io_error(&out.root.clone()))?;
-    if archetype != Archetype::StoreOnly {
-        g.emit(
-            out,
-            &Event {
-                at: signup,
-                offset,
-                customer_id: Some(&customer_id),
-                anonymous_id: Some(&anonymous_id),
-                event_type: "login",
-                channel: own_channel,
-                category: None,
-            },
-        )?;
+    if online {
+        let login = Event {
+            anonymous_id: Some(persona.anonymous_id),
+            ..persona.event(signup, "login", persona.channel, None)
+        };
+        g.emit(out, &login)?;
     }
+    Ok(signup)
+}
 
+/// The buying journey after signup: consideration events before each order, then a gap that
+/// depends on the archetype. Returns the completed orders and the instant the journey ended.
+fn buy(
+    g: &mut Generator,
+    out: &mut Exports,
+    persona: &Persona,
+    signup: DateTime<Utc>,
+    last_day: i64,
+) -> Result<(u32, DateTime<Utc>), Error> {
+    let archetype = persona.archetype;
     let (min_orders, max_orders, aov, gap_days) = archetype.buying();
     let orders = g.rng.random_range(min_orders..max_orders);
     let mut completed = 0;
@@ -848,18 +922,12 @@ fn customer(g: &mut Generator, out: &mut Exports, index: u64, last_day: i64) -> 
             for _ in 0..g.rng.random_range(1..=4) {
                 t += Duration::minutes(g.rng.random_range(1..90));
                 let event_type = consideration_event(g);
-                g.emit(
-                    out,
-                    &Event {
-                        at: t,
-                        offset,
-                        customer_id: Some(&customer_id),
-                        anonymous_id: Some(anonymous_id.as_str()).filter(|_| n == 0),
-                        event_type,
-                        channel: own_channel,
-                        category: Some(category),
-                    },
-                )?;
+                let event = Event {
+                    // The first visit still carries the device that signed up.
+                    anonymous_id: Some(persona.anonymous_id).filter(|_| n == 0),
+                    ..persona.event(t, event_type, persona.channel, Some(category))
+                };
+                g.emit(out, &event)?;
             }
         }
         if n < orders {
@@ -869,17 +937,16 @@ fn customer(g: &mut Generator, out: &mut Exports, index: u64, last_day: i64) -> 
             } else {
                 Duration::days(g.rng.random_range(2..45))
             };
-            let channel = if archetype == Archetype::StoreOnly {
-                "store"
-            } else {
-                own_channel
-            };
             let order = Order {
-                customer_id: &customer_id,
+                customer_id: persona.customer_id,
                 at: t,
-                offset,
+                offset: persona.offset,
                 category,
-                channel,
+                channel: if archetype == Archetype::StoreOnly {
+                    "store"
+                } else {
+                    persona.channel
+                },
             };
             if g.order(out, &order, aov)? {
                 completed += 1;
@@ -892,79 +959,64 @@ fn customer(g: &mut Generator, out: &mut Exports, index: u64, last_day: i64) -> 
         };
         t += Duration::days(gap.max(1)) + Duration::minutes(g.rng.random_range(0..600));
     }
+    Ok((completed, t))
+}
 
-    // Engagement after the journey: sessions, and advocacy from happy buyers.
-    if archetype != Archetype::StoreOnly && archetype != Archetype::Lapsed {
-        let sessions = match archetype {
-            Archetype::Loyal => 20,
-            Archetype::BargainHunter => 24,
-            Archetype::Browser => 14,
-            _ => 5,
-        };
-        let from = (signup.date_naive() - g.start).num_days();
-        for _ in 0..g.rng.random_range(0..=sessions) {
-            let day = g.day(from.min(last_day), last_day);
-            let at = g.instant(day, offset);
-            let category = g.category(day);
-            g.emit(
-                out,
-                &Event {
-                    at,
-                    offset,
-                    customer_id: Some(&customer_id),
-                    anonymous_id: None,
-                    event_type: "page_view",
-                    channel: own_channel,
-                    category: Some(category),
-                },
-            )?;
-        }
+/// Sessions after the journey, spread between signup and the last day.
+fn engage(
+    g: &mut Generator,
+    out: &mut Exports,
+    persona: &Persona,
+    signup: DateTime<Utc>,
+    last_day: i64,
+) -> Result<(), Error> {
+    let sessions = match persona.archetype {
+        Archetype::StoreOnly | Archetype::Lapsed => return Ok(()),
+        Archetype::Loyal => 20,
+        Archetype::BargainHunter => 24,
+        Archetype::Browser => 14,
+        _ => 5,
+    };
+    let from = (signup.date_naive() - g.start).num_days();
+    for _ in 0..g.rng.random_range(0..=sessions) {
+        let day = g.day(from.min(last_day), last_day);
+        let at = g.instant(day, persona.offset);
+        let category = g.category(day);
+        g.emit(out, &persona.event(at, "page_view", persona.channel, Some(category)))?;
     }
-    if completed > 0 && matches!(archetype, Archetype::Loyal | Archetype::BargainHunter) && g.rng.random_bool(0.35) {
-        let event_type = ["review_posted", "referral_sent", "social_mention"][g.rng.random_range(0..3)];
-        let channel = if event_type == "social_mention" {
-            "social"
-        } else {
-            own_channel
-        };
-        let at = t - Duration::days(g.rng.random_range(0..20));
-        g.emit(
-            out,
-            &Event {
-                at,
-                offset,
-                customer_id: Some(&customer_id),
-                anonymous_id: None,
-                event_type,
-                channel,
-                category: None,
-            },
-        )?;
-    }
-    if completed > 0 && g.rng.random_bool(0.35) {
-        for _ in 0..g.rng.random_range(1..=2) {
-            let from = (signup.date_naive() - g.start).num_days() + 1;
-            let day = g.day(from.min(last_day), last_day);
-            let at = g.instant(day, offset);
-            g.next_response += 1;
-            let mut score = archetype.nps(&mut g.rng).to_string();
-            if g.rng.random_range(0..200) == 0 {
-                score = "11".into();
-                out.stats.bad_rows += 1;
-            }
-            let comment = COMMENTS[g.rng.random_range(0..COMMENTS.len())];
-            let response_id = format!("R{:08}", g.next_response);
-            out.feedback
-                .row(&[
-                    &response_id,
-                    &customer_id,
-                    &Generator::timestamp(at, offset),
-                    &score,
-                    comment,
-                ])
-                .map_err(io_error(&out.root.clone()))?;
-            out.stats.feedback += 1;
+    Ok(())
+}
+
+/// One or two NPS answers after signup; one in 200 carries an out-of-range score.
+fn answer_surveys(
+    g: &mut Generator,
+    out: &mut Exports,
+    persona: &Persona,
+    signup: DateTime<Utc>,
+    last_day: i64,
+) -> Result<(), Error> {
+    for _ in 0..g.rng.random_range(1..=2) {
+        let from = (signup.date_naive() - g.start).num_days() + 1;
+        let day = g.day(from.min(last_day), last_day);
+        let at = g.instant(day, persona.offset);
+        g.next_response += 1;
+        let mut score = persona.archetype.nps(&mut g.rng).to_string();
+        if g.rng.random_range(0..200) == 0 {
+            score = "11".into();
+            out.stats.bad_rows += 1;
         }
+        let comment = COMMENTS[g.rng.random_range(0..COMMENTS.len())];
+        let response_id = format!("R{:08}", g.next_response);
+        out.feedback
+            .row(&[
+                &response_id,
+                persona.customer_id,
+                &Generator::timestamp(at, persona.offset),
+                &score,
+                comment,
+            ])
+            .map_err(io_error(&out.root.clone()))?;
+        out.stats.feedback += 1;
     }
     Ok(())
 }

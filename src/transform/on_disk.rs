@@ -31,7 +31,7 @@ use datafusion::parquet::basic::Compression;
 use datafusion::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use datafusion::parquet::schema::types::ColumnPath;
 use datafusion::physical_plan::union::UnionExec;
-use datafusion::physical_plan::{ExecutionPlan, execute_stream_partitioned};
+use datafusion::physical_plan::{ExecutionPlan, SendableRecordBatchStream, execute_stream_partitioned};
 use futures::StreamExt;
 
 use crate::engine::memory::HeldMemory;
@@ -91,13 +91,16 @@ impl Reservation {
     }
 }
 
+/// How each batch held in memory is prepared (compacted) before it is kept.
+type Prepare = fn(RecordBatch) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError>;
+
 /// Run `plan` and hold its result, one task per output partition as in `collect_partitioned`.
 /// `prepare` is applied to batches kept in memory.
 pub async fn hold(
     plan: Arc<dyn ExecutionPlan>,
     task_ctx: Arc<TaskContext>,
     budget: Option<Budget>,
-    prepare: fn(RecordBatch) -> std::result::Result<RecordBatch, datafusion::arrow::error::ArrowError>,
+    prepare: Prepare,
 ) -> Result<Held> {
     let schema = plan.schema();
     let folder = match budget {
@@ -112,55 +115,19 @@ pub async fn hold(
     let pool = Arc::clone(task_ctx.memory_pool());
     let streams = execute_stream_partitioned(plan, task_ctx)?;
     let mut tasks = tokio::task::JoinSet::new();
-    for (index, mut stream) in streams.into_iter().enumerate() {
-        let folder = folder.clone();
-        let schema = Arc::clone(&schema);
-        let budget = budget.clone();
-        let mut reservation = budget.as_ref().map(|budget| Reservation {
+    for (index, stream) in streams.into_iter().enumerate() {
+        let reservation = budget.as_ref().map(|budget| Reservation {
             held: MemoryConsumer::new(format!("HeldStepTable[{index}]")).register(&budget.held),
             pool: MemoryConsumer::new(format!("HeldStepTable[{index}]")).register(&pool),
         });
+        let spill = folder.clone().map(|folder| Spill {
+            folder,
+            index,
+            schema: Arc::clone(&schema),
+        });
+        let budget = budget.clone();
         tasks.spawn(async move {
-            let mut memory = Vec::new();
-            let mut bytes = 0usize;
-            let mut writer: Option<ArrowWriter<File>> = None;
-            let mut rows_on_disk = 0u64;
-            while let Some(batch) = stream.next().await {
-                let batch = batch?;
-                if let Some(writer) = writer.as_mut() {
-                    rows_on_disk += batch.num_rows() as u64;
-                    writer.write(&batch)?;
-                    continue;
-                }
-                let batch = prepare(batch)?;
-                let size = batch.get_array_memory_size();
-                let within_budget = budget
-                    .as_ref()
-                    .is_none_or(|budget| bytes + size <= budget.bytes_per_partition);
-                let reserved = within_budget && reservation.as_mut().is_none_or(|r| r.try_grow(size));
-                match (reserved, folder.as_ref()) {
-                    (false, Some(folder)) => {
-                        // What came first stays in memory: a step a little over its share is read
-                        // back mostly from memory, so the cost of holding it grows with the excess.
-                        let mut file = open_writer(folder.path(), index, &schema, Some(&batch))?;
-                        rows_on_disk += batch.num_rows() as u64;
-                        file.write(&batch)?;
-                        writer = Some(file);
-                    }
-                    _ => {
-                        bytes += size;
-                        memory.push(batch);
-                    }
-                }
-            }
-            if let Some(writer) = writer {
-                writer.close()?;
-            }
-            let partition = Partition {
-                memory,
-                reservation,
-                rows_on_disk,
-            };
+            let partition = hold_partition(stream, budget, reservation, spill, prepare).await?;
             Ok::<_, DataFusionError>((index, partition))
         });
     }
@@ -169,8 +136,69 @@ pub async fn hold(
         let (index, partition) = joined.map_err(|error| DataFusionError::External(Box::new(error)))??;
         partitions[index] = Some(partition);
     }
-    let partitions: Vec<Partition> = partitions.into_iter().flatten().collect();
+    into_table(schema, partitions.into_iter().flatten().collect(), folder)
+}
 
+/// Where a partition's batches go once its budget is spent.
+struct Spill {
+    folder: Arc<tempfile::TempDir>,
+    index: usize,
+    schema: SchemaRef,
+}
+
+/// Read one output partition to its end, keeping batches in memory while the budget and the pool
+/// allow and writing the rest to the partition's Parquet file.
+async fn hold_partition(
+    mut stream: SendableRecordBatchStream,
+    budget: Option<Budget>,
+    mut reservation: Option<Reservation>,
+    spill: Option<Spill>,
+    prepare: Prepare,
+) -> Result<Partition> {
+    let mut memory = Vec::new();
+    let mut bytes = 0usize;
+    let mut writer: Option<ArrowWriter<File>> = None;
+    let mut rows_on_disk = 0u64;
+    while let Some(batch) = stream.next().await {
+        let batch = batch?;
+        if let Some(writer) = writer.as_mut() {
+            rows_on_disk += batch.num_rows() as u64;
+            writer.write(&batch)?;
+            continue;
+        }
+        let batch = prepare(batch)?;
+        let size = batch.get_array_memory_size();
+        let within_budget = budget
+            .as_ref()
+            .is_none_or(|budget| bytes + size <= budget.bytes_per_partition);
+        let reserved = within_budget && reservation.as_mut().is_none_or(|r| r.try_grow(size));
+        match (reserved, spill.as_ref()) {
+            (false, Some(spill)) => {
+                // What came first stays in memory: a step a little over its share is read back
+                // mostly from memory, so the cost of holding it grows with the excess.
+                let mut file = open_writer(spill.folder.path(), spill.index, &spill.schema, Some(&batch))?;
+                rows_on_disk += batch.num_rows() as u64;
+                file.write(&batch)?;
+                writer = Some(file);
+            }
+            _ => {
+                bytes += size;
+                memory.push(batch);
+            }
+        }
+    }
+    if let Some(writer) = writer {
+        writer.close()?;
+    }
+    Ok(Partition {
+        memory,
+        reservation,
+        rows_on_disk,
+    })
+}
+
+/// The held partitions as one table: in memory alone, or in memory and on disk as a union.
+fn into_table(schema: SchemaRef, partitions: Vec<Partition>, folder: Option<Arc<tempfile::TempDir>>) -> Result<Held> {
     let rows_on_disk: u64 = partitions.iter().map(|p| p.rows_on_disk).sum();
     let mut reservations = Vec::new();
     let memory: Vec<Vec<RecordBatch>> = partitions
