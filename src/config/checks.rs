@@ -345,24 +345,7 @@ pub(super) fn compile_check(
             return None;
         }
     };
-    let mut known = true;
-    for table in &tables {
-        if !table_names.contains(table) {
-            known = false;
-            let hint = did_you_mean(table, table_names.iter().map(String::as_str))
-                .map(|close| format!("did you mean `{close}`?"));
-            c.report_with_hint(
-                &["checks:", &needle, table.as_str()],
-                key.clone(),
-                format!(
-                    "check `{}` reads `{table}`, which is neither a source nor a step",
-                    check.name
-                ),
-                hint,
-            );
-        }
-    }
-    if !known {
+    if !tables_known(c, &check.name, &tables, table_names) {
         return None;
     }
     // Hash the declaration too, so that changing a check changes the pipeline hash.
@@ -381,6 +364,26 @@ pub(super) fn compile_check(
         examples: check.examples.unwrap_or(5),
         previous_rows_of,
     })
+}
+
+/// Whether every table a declared check reads is a source or a step; reports each that is not.
+fn tables_known(c: &mut Compiler, check: &str, tables: &[String], table_names: &HashSet<String>) -> bool {
+    let needle = format!("name: {check}");
+    let mut known = true;
+    for table in tables {
+        if !table_names.contains(table) {
+            known = false;
+            let hint = did_you_mean(table, table_names.iter().map(String::as_str))
+                .map(|close| format!("did you mean `{close}`?"));
+            c.report_with_hint(
+                &["checks:", &needle, table.as_str()],
+                format!("checks.{check}"),
+                format!("check `{check}` reads `{table}`, which is neither a source nor a step"),
+                hint,
+            );
+        }
+    }
+    known
 }
 
 #[cfg(test)]

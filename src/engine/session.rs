@@ -40,6 +40,45 @@ pub fn create_local(pipeline: &Pipeline) -> Result<SessionContext, Error> {
 pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
     memory::tell_allocator(pipeline.engine.memory_limit);
     let engine = &pipeline.engine;
+    let memory_limit = memory::memory_limit(engine);
+    let mut config = session_config(pipeline, memory_limit)?;
+
+    // One session per run: the listing cache can only hide files that arrived mid-run.
+    let mut runtime = RuntimeEnvBuilder::new().with_object_list_cache_limit(0);
+    if let Some(limit) = memory_limit {
+        runtime = runtime.with_memory_pool(memory::memory_pool(limit, engine.memory_limit.is_some()));
+    }
+    let runtime = runtime.build_arc().map_err(|source| Error::Engine {
+        context: "creating the runtime".into(),
+        source,
+    })?;
+    if engine.scheduler.is_some() {
+        config = super::cluster::client::cluster_config(config);
+    }
+    let mut state = state_builder(config, Arc::clone(&runtime))
+        .with_physical_optimizer_rule(Arc::new(ParquetReadAhead::new(runtime)))
+        .build();
+    // Before the functions: turning a session into a cluster's client resets its function list.
+    if let Some(scheduler) = &engine.scheduler {
+        state = super::cluster::client::client_state(state, scheduler)?;
+    }
+    crate::functions::register_all(&mut state).map_err(|source| Error::Engine {
+        context: "registering lifemap's SQL functions".into(),
+        source,
+    })?;
+    if engine.scheduler.is_some() {
+        super::cluster::client::register_series_functions(&mut state);
+    }
+    let ctx = SessionContext::new_with_state(state);
+    let locations = pipeline.sources.iter().map(|source| source.location.as_str());
+    crate::storage::register_stores(&ctx, &pipeline.s3, locations.chain([pipeline.output_location.as_str()]))?;
+    Ok(ctx)
+}
+
+/// The session's settings: DATAFUSION_* variables first, then lifemap's choices where the
+/// environment leaves them, then the pipeline's engine section.
+fn session_config(pipeline: &Pipeline, memory_limit: Option<u64>) -> Result<SessionConfig, Error> {
+    let engine = &pipeline.engine;
     // DATAFUSION_* variables tune the engine as in datafusion-cli
     // (DATAFUSION_EXECUTION_BATCH_SIZE=..., DATAFUSION_OPTIMIZER_...); the pipeline's engine
     // section comes after them.
@@ -82,7 +121,6 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
         None => {}
     }
 
-    let memory_limit = memory::memory_limit(engine);
     if let Some(limit) = memory_limit
         && unset("DATAFUSION_EXECUTION_SORT_SPILL_RESERVATION_BYTES")
     {
@@ -97,37 +135,7 @@ pub fn create(pipeline: &Pipeline) -> Result<SessionContext, Error> {
     if let Some(limit) = memory_limit {
         config = config.with_extension(Arc::new(memory::HeldMemory::for_limit(limit)));
     }
-
-    // One session per run: the listing cache can only hide files that arrived mid-run.
-    let mut runtime = RuntimeEnvBuilder::new().with_object_list_cache_limit(0);
-    if let Some(limit) = memory_limit {
-        runtime = runtime.with_memory_pool(memory::memory_pool(limit, engine.memory_limit.is_some()));
-    }
-    let runtime = runtime.build_arc().map_err(|source| Error::Engine {
-        context: "creating the runtime".into(),
-        source,
-    })?;
-    if engine.scheduler.is_some() {
-        config = super::cluster::client::cluster_config(config);
-    }
-    let mut state = state_builder(config, Arc::clone(&runtime))
-        .with_physical_optimizer_rule(Arc::new(ParquetReadAhead::new(runtime)))
-        .build();
-    // Before the functions: turning a session into a cluster's client resets its function list.
-    if let Some(scheduler) = &engine.scheduler {
-        state = super::cluster::client::client_state(state, scheduler)?;
-    }
-    crate::functions::register_all(&mut state).map_err(|source| Error::Engine {
-        context: "registering lifemap's SQL functions".into(),
-        source,
-    })?;
-    if engine.scheduler.is_some() {
-        super::cluster::client::register_series_functions(&mut state);
-    }
-    let ctx = SessionContext::new_with_state(state);
-    let locations = pipeline.sources.iter().map(|source| source.location.as_str());
-    crate::storage::register_stores(&ctx, &pipeline.s3, locations.chain([pipeline.output_location.as_str()]))?;
-    Ok(ctx)
+    Ok(config)
 }
 
 /// Whether the environment leaves the DataFusion setting `variable` to lifemap (a DATAFUSION_*
