@@ -95,6 +95,10 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Partitions an earlier run read are gone from the exports: a rebuild would drop history.
+    #[error("{} partition(s) read by an earlier run are gone from the exports: {}", .0.len(), .0.join(", "))]
+    RemovedPartitions(Vec<String>),
+
     /// No input for this `ds`: the scheduler can mark the task skipped.
     #[error("nothing to do: {0}")]
     NothingToDo(String),
@@ -155,7 +159,7 @@ impl Error {
         match self {
             Error::Invalid(_) | Error::Usage(_) | Error::Config(_) => exit::CONFIG,
             Error::NothingToDo(_) => exit::NOTHING_TO_DO,
-            Error::Quality(_) => exit::DATA_QUALITY,
+            Error::Quality(_) | Error::RemovedPartitions(_) => exit::DATA_QUALITY,
             Error::Busy(_) => exit::TEMPORARY,
             Error::Source { .. } | Error::Report(_) => exit::RUN_FAILED,
             Error::Delivery(err) if err.temporary => exit::TEMPORARY,
@@ -187,6 +191,9 @@ impl Error {
     pub fn hint(&self) -> Option<&'static str> {
         match (self, classify(self)) {
             (Error::Invalid(_), _) => Some("run `lifemap validate PIPELINE` to list every problem"),
+            (Error::RemovedPartitions(_), _) => {
+                Some("restore them, or set `allow_removed_partitions: true` on the source if removing them was meant")
+            }
             (Error::Busy(_), _) => Some(
                 "two runs of one ds must not publish at once: retry when the other has finished (a lock left by a killed run is taken over once stale)",
             ),

@@ -6,7 +6,9 @@
 //!   <output>/_staging/ds=<ds>/<run_id>/<mart>/...                     marts before publishing
 //!   <output>/_staging/ds=<ds>/<run_id>/_steps/<step>/...             held steps of a cluster run
 //!   <output>/_runs/ds=<ds>/run_results.json, _lock, delivery.json    the run's record and lock
+//!   <output>/_runs/ds=<ds>/inputs.json                               the export objects it read
 //!   <output>/_reports/ds=<ds>/report.html                            the archived report
+//!   <output>/_state/inventory.json                                   the last successful run's inputs
 //! ```
 
 use crate::storage::Location;
@@ -19,6 +21,10 @@ pub const LOCK: &str = "_lock";
 pub const RUN_RESULTS: &str = "run_results.json";
 /// The record of a `ds`'s delivered report (see `delivery`).
 pub const DELIVERY_MARKER: &str = "delivery.json";
+/// The export objects the last successful run of a `ds` read.
+pub const INPUTS: &str = "inputs.json";
+/// The export objects the last successful run (of any `ds`) read (see `state`).
+pub const INVENTORY: &str = "inventory.json";
 /// The archived report of a `ds`.
 pub const REPORT_ARCHIVE: &str = "report.html";
 
@@ -90,6 +96,11 @@ impl OutputLayout {
     /// The run's record of this `ds`: results, lock and delivery marker.
     pub fn runs(&self) -> Location {
         self.root.child("_runs").child(&ds_folder(&self.ds))
+    }
+
+    /// What runs keep for the runs after them, whatever their `ds`.
+    pub fn state(&self) -> Location {
+        self.root.child("_state")
     }
 
     /// The archived reports of this `ds`.

@@ -33,6 +33,7 @@ pub mod rows;
 pub mod runner;
 pub mod sample;
 pub mod sources;
+pub mod state;
 pub mod storage;
 pub mod transform;
 

@@ -18,6 +18,7 @@ use crate::layout::{OutputLayout, RUN_RESULTS};
 use crate::marts::{MartWriter, StagedMart};
 use crate::quality::CheckOutcome;
 use crate::sources::{self, SourceSummary};
+use crate::state::{InputChanges, Inventory, inventory};
 use crate::storage;
 use crate::transform::{self, StepGraph, StepOutcome};
 
@@ -94,6 +95,7 @@ pub fn failure_line(ds: Option<String>, error: &ErrorReport) -> String {
         "rows": {},
         "duration_ms": 0,
         "report": null,
+        "inputs": null,
         "error": error.message,
         "hint": error.hint,
     })
@@ -145,6 +147,9 @@ pub struct RunResults {
     /// The report's delivery, when the pipeline has a report and it was sent (or had been).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub report: Option<crate::delivery::DeliveryRecord>,
+    /// How the sources' objects differ from the last successful run's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<InputChanges>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
 }
@@ -162,6 +167,7 @@ impl RunResults {
             "rows": rows,
             "duration_ms": self.duration_ms,
             "report": self.report.as_ref().map(|r| r.status),
+            "inputs": self.inputs.as_ref().map(InputChanges::counts),
             "error": self.error.as_ref().map(|e| e.message.clone()),
             "hint": self.error.as_ref().and_then(|e| e.hint),
         });
@@ -206,6 +212,7 @@ pub async fn run(
             source_bytes: 0,
         },
         report: None,
+        inputs: None,
         error: None,
     };
     let (run, lock, outcome) = match RunContext::new(pipeline, &results.run_id) {
@@ -369,6 +376,7 @@ async fn execute(
     results.sources = sources::register_all(run).await?;
     results.totals.source_files = results.sources.iter().map(|s| s.files).sum();
     results.totals.source_bytes = results.sources.iter().map(|s| s.bytes).sum();
+    let inventory = compare_inputs(run, results).await?;
 
     let writer = MartWriter::new(run.layout.clone(), &pipeline.name);
     let staged = match compute(run, &graph, &targets, &writer, progress, results).await {
@@ -391,6 +399,13 @@ async fn execute(
         writer.discard().await;
         return Err(err);
     }
+    // A partial run (--select) folded its inputs into some marts only: the next run compares
+    // with the last run that published them all.
+    if options.select.is_empty()
+        && let Err(err) = inventory::save(&run.layout, &inventory).await
+    {
+        tracing::warn!(error = %err, "could not keep this run's inventory: the next run compares with an older one");
+    }
     // The report goes out only after every mart it reads is published and every error-level
     // check passed; a partial run (--select) publishes a subset and sends nothing.
     if let Some(report) = &pipeline.report
@@ -400,6 +415,37 @@ async fn execute(
         results.report = Some(send_report(run, report, options.resend, progress, results).await?);
     }
     Ok(())
+}
+
+/// List what changed in the exports since the last successful run, say so, and refuse to run
+/// when partitions it read are gone (unless their source allows it). Returns this run's inventory.
+async fn compare_inputs(run: &RunContext<'_>, results: &mut RunResults) -> Result<Inventory, Error> {
+    let inventory = Inventory::of_run(run.pipeline, &run.layout, &results.sources);
+    let previous = inventory::load(&run.layout).await;
+    let changes = inventory.changes_since(&previous, run.pipeline);
+    if !changes.late.is_empty() || !changes.changed.is_empty() {
+        // Every run rebuilds from all it lists, so these are folded in; the log says why the
+        // marts of earlier days may differ from this run's.
+        tracing::warn!(
+            late = changes.late.len(),
+            changed = changes.changed.len(),
+            first = changes.late.first().or(changes.changed.first()).map(String::as_str),
+            "objects were added to or replaced in partitions an earlier run read: folded into this run"
+        );
+    }
+    if !changes.removed.is_empty() {
+        tracing::warn!(
+            removed = changes.removed.len(),
+            first = changes.removed.first().map(String::as_str),
+            "objects an earlier run read are gone"
+        );
+    }
+    let refused = changes.refused(run.pipeline);
+    results.inputs = Some(changes);
+    if !refused.is_empty() {
+        return Err(Error::RemovedPartitions(refused));
+    }
+    Ok(inventory)
 }
 
 /// Run the steps in order; after each, stage the marts and run the checks it completes, and let

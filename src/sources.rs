@@ -31,7 +31,7 @@ pub mod lines;
 pub mod parquet_read_ahead;
 pub mod pii;
 
-use files::{file_format, file_kind, list_files, query_error};
+use files::{ExportObject, file_format, file_kind, list_files, query_error};
 pub use keeping::Keeping;
 pub use pii::{PII_KEY_ENV, register_pii_hash_from_env};
 use pii::{pii_hasher, protect};
@@ -43,6 +43,9 @@ pub struct SourceSummary {
     pub name: String,
     pub files: usize,
     pub bytes: u64,
+    /// The objects listed, for the run's inventory (`inputs.json`, not `run_results.json`).
+    #[serde(skip)]
+    pub objects: Vec<ExportObject>,
 }
 
 /// Register every source of the run's pipeline in its session.
@@ -145,6 +148,7 @@ pub async fn register(ctx: &SessionContext, source: &Source) -> Result<SourceSum
         name: source.name.clone(),
         files: files.len(),
         bytes: files.iter().map(|f| f.size).sum(),
+        objects: files.iter().map(ExportObject::of).collect(),
     };
     if files.is_empty() {
         if source.allow_empty && register_declared(ctx, source)? {

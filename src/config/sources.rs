@@ -85,6 +85,7 @@ fn compile_source(c: &mut Compiler<'_>, name: String, source: raw::RawSource, ct
         csv,
         ds_partition,
         allow_empty: source.allow_empty,
+        allow_removed_partitions: source.allow_removed_partitions,
         pii: source.pii.into_iter().collect(),
     }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use chrono::SecondsFormat;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
@@ -11,12 +12,46 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::prelude::SessionContext;
 use futures::TryStreamExt;
 use object_store::ObjectMeta;
+use serde::{Deserialize, Serialize};
 
 use super::lines;
 use crate::config::raw::RawCompression;
 use crate::config::{Format, Source};
 use crate::error::Error;
 use crate::storage;
+
+/// One object of a source's listing.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportObject {
+    /// The object's path inside its store.
+    pub path: String,
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub e_tag: Option<String>,
+    /// RFC 3339.
+    pub last_modified: String,
+}
+
+impl ExportObject {
+    pub fn of(meta: &ObjectMeta) -> Self {
+        Self {
+            path: meta.location.to_string(),
+            size: meta.size,
+            e_tag: meta.e_tag.clone(),
+            last_modified: meta.last_modified.to_rfc3339_opts(SecondsFormat::Micros, true),
+        }
+    }
+
+    /// Whether `later` (the same path, listed again) holds other bytes: by size and ETag, or by
+    /// modification time when the store gives no ETag.
+    pub fn replaced_by(&self, later: &ExportObject) -> bool {
+        self.size != later.size
+            || match (&self.e_tag, &later.e_tag) {
+                (Some(before), Some(after)) => before != after,
+                _ => self.last_modified != later.last_modified,
+            }
+    }
+}
 
 pub(crate) fn query_error(source: &Source, err: datafusion::error::DataFusionError) -> Error {
     Error::SourceQuery {

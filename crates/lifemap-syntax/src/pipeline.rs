@@ -238,6 +238,11 @@ pub struct RawSource {
     /// Accept a location with no files (an empty table). Default false: no files is an error.
     #[serde(default)]
     pub allow_empty: bool,
+    /// Accept that a partition an earlier run read has disappeared from the exports (the run
+    /// reports it and goes on). Default false: the run stops with exit 3, as a rebuild would drop
+    /// history the published marts hold.
+    #[serde(default)]
+    pub allow_removed_partitions: bool,
     /// Personal data: column → `hash` (HMAC-SHA-256 with the key in `LIFEMAP_PII_KEY`) or
     /// `drop`, applied as the source is read, before any step sees it.
     #[serde(default)]
