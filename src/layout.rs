@@ -77,10 +77,20 @@ impl OutputLayout {
         self.mart(mart).child(&ds_folder(ds))
     }
 
+    /// The same outputs for another `ds`.
+    pub fn for_ds(&self, ds: &str) -> Self {
+        Self::new(self.root.clone(), ds, &self.run_id)
+    }
+
+    /// The staging folders of every `ds`.
+    pub fn staging_root(&self) -> Location {
+        self.root.child("_staging")
+    }
+
     /// The staging folders of every run of this `ds`: a run holds the `ds`'s lock, so any folder
     /// here but its own belongs to a run that died.
     pub fn staging_of_ds(&self) -> Location {
-        self.root.child("_staging").child(&ds_folder(&self.ds))
+        self.staging_root().child(&ds_folder(&self.ds))
     }
 
     /// This run's staging folder, deleted when it publishes or fails.

@@ -10,9 +10,11 @@
 //! ```
 //!
 //! A run that fails before publishing deletes its staging folder and leaves every published
-//! partition as it was; a killed run's staging folder is deleted by the next run of its `ds` to publish. Object stores have no atomic rename of a folder, so the commit point of a
-//! partition is its `_SUCCESS` manifest: one object written in one PUT, listing exactly the files
-//! of the run that wrote it. A reader that reads the files `_SUCCESS` lists always sees one whole
+//! partition as it was; what a killed run left (its staging folder, files a partition's manifest
+//! does not list) is removed by the next run of its `ds` first thing ([`clear_leftovers`]).
+//! Object stores have no atomic rename of a folder, so the commit point of a partition is its
+//! `_SUCCESS` manifest: one object written in one PUT, listing exactly the files of the run that
+//! wrote it. A reader that reads the files `_SUCCESS` lists always sees one whole
 //! run; a reader that lists the folder can, for the moment between the new files landing and the
 //! old ones being deleted, see both (their names differ by run id).
 
@@ -266,51 +268,122 @@ impl MartWriter {
             manifests.push(manifest);
         }
         self.discard().await;
-        self.discard_abandoned().await;
         Ok(manifests)
     }
 
     /// Delete this run's staging folder (best effort: leftovers never become visible).
     pub async fn discard(&self) {
-        self.delete_staged(&self.staging(), |_| true).await;
+        delete_staged(&self.layout, &self.staging()).await;
     }
+}
 
-    /// Delete what runs of this `ds` that were killed left in staging. Called by a run that holds
-    /// the `ds`'s lock after publishing, so no live run of this `ds` is writing there.
-    async fn discard_abandoned(&self) {
-        let mine = self.staging();
-        self.delete_staged(&self.layout.staging_of_ds(), |path| !path.prefix_matches(&mine.path))
-            .await;
-    }
-
-    async fn delete_staged(&self, folder: &Location, wanted: impl Fn(&ObjectPath) -> bool) {
-        let listed: Result<Vec<ObjectPath>, _> = self
-            .layout
-            .root()
-            .store
-            .list(Some(&folder.path))
-            .map_ok(|meta| meta.location)
-            .try_collect()
-            .await;
-        match listed {
-            Ok(paths) => {
-                for path in paths.into_iter().filter(|path| wanted(path)) {
-                    if let Err(err) = self.layout.root().store.delete(&path).await {
-                        tracing::warn!(%path, error = %err, "could not delete a staged file");
-                    }
+/// Delete every object under `folder`, a staging folder of the layout's `ds`; returns how many.
+/// Best effort: staged files are never visible to readers.
+async fn delete_staged(layout: &OutputLayout, folder: &Location) -> usize {
+    let store = &layout.root().store;
+    let listed: Result<Vec<ObjectPath>, _> = store
+        .list(Some(&folder.path))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await;
+    let mut deleted = 0;
+    match listed {
+        Ok(paths) => {
+            for path in paths {
+                match store.delete(&path).await {
+                    Ok(()) => deleted += 1,
+                    Err(err) => tracing::warn!(%path, error = %err, "could not delete a staged file"),
                 }
             }
-            Err(err) => tracing::warn!(error = %err, "could not list the staging folder"),
         }
-        // A local filesystem keeps empty folders behind; object stores have none. The `ds` folder
-        // goes too once empty: this run holds the `ds`'s lock.
-        let ds_folder = self.layout.staging_of_ds();
-        if ds_folder.url.scheme() == "file"
-            && let Ok(local) = ds_folder.url.to_file_path()
+        Err(err) => tracing::warn!(error = %err, "could not list the staging folder"),
+    }
+    // A local filesystem keeps empty folders behind; object stores have none. The `ds` folder
+    // goes too once empty: the caller holds the `ds`'s lock.
+    let ds_folder = layout.staging_of_ds();
+    if ds_folder.url.scheme() == "file"
+        && let Ok(local) = ds_folder.url.to_file_path()
+    {
+        remove_empty_dirs(&local);
+    }
+    deleted
+}
+
+/// What killed runs of one `ds` had left, now removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Leftovers {
+    /// Objects in staging folders.
+    pub staged: usize,
+    /// Files in a published partition that its `_SUCCESS` manifest does not list.
+    pub uncommitted: usize,
+}
+
+impl Leftovers {
+    pub fn any(&self) -> bool {
+        self.staged + self.uncommitted > 0
+    }
+}
+
+/// Remove what killed runs of the layout's `ds` left behind: their staging folders, and the files
+/// in a partition of `marts` that its `_SUCCESS` manifest does not list (moved in by a run killed
+/// while publishing, or an earlier run's files that a run killed after its commit had not deleted
+/// yet; without a manifest nothing in the folder was committed). Call it holding the `ds`'s lock,
+/// so that no live run of this `ds` is writing.
+pub async fn clear_leftovers<'a>(
+    layout: &OutputLayout,
+    marts: impl IntoIterator<Item = &'a str>,
+) -> Result<Leftovers, Error> {
+    let mut leftovers = Leftovers {
+        staged: delete_staged(layout, &layout.staging_of_ds()).await,
+        uncommitted: 0,
+    };
+    let store = &layout.root().store;
+    for mart in marts {
+        let partition = layout.partition(mart);
+        let context = || format!("clearing what killed runs left in {}", partition.folder_url());
+        let listed: Vec<ObjectPath> = store
+            .list(Some(&partition.path))
+            .map_ok(|meta| meta.location)
+            .try_collect()
+            .await
+            .map_err(storage_error(context()))?;
+        if listed.is_empty() {
+            continue;
+        }
+        let marker = partition.path.clone().join(SUCCESS_MARKER);
+        let committed: Vec<ObjectPath> = read_manifest(&partition)
+            .await?
+            .map(|manifest| {
+                manifest
+                    .files
+                    .iter()
+                    .map(|file| partition.path.clone().join(file.name.as_str()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        for path in listed
+            .iter()
+            .filter(|path| **path != marker && !committed.contains(path))
+        {
+            store.delete(path).await.map_err(storage_error(context()))?;
+            leftovers.uncommitted += 1;
+        }
+        // A partition never committed leaves an empty folder on a local filesystem.
+        if partition.url.scheme() == "file"
+            && let Ok(local) = partition.url.to_file_path()
         {
             remove_empty_dirs(&local);
         }
     }
+    if leftovers.any() {
+        tracing::warn!(
+            ds = layout.ds(),
+            staged = leftovers.staged,
+            uncommitted = leftovers.uncommitted,
+            "removed what a killed run had left"
+        );
+    }
+    Ok(leftovers)
 }
 
 /// Remove `dir` and every folder below it that holds no file.
@@ -348,6 +421,29 @@ pub async fn previous_partition(layout: &OutputLayout, mart: &str) -> Result<Opt
         }
     }
     Ok(None)
+}
+
+/// Every `ds` with a staging folder or a partition of one of `marts`, in order.
+pub async fn dates_with_outputs<'a>(
+    layout: &OutputLayout,
+    marts: impl IntoIterator<Item = &'a str>,
+) -> Result<Vec<String>, Error> {
+    let mut dates = std::collections::BTreeSet::new();
+    let folders = std::iter::once(layout.staging_root()).chain(marts.into_iter().map(|mart| layout.mart(mart)));
+    for folder in folders {
+        let listing = folder
+            .store
+            .list_with_delimiter(Some(&folder.path))
+            .await
+            .map_err(storage_error(format!("listing {}", folder.folder_url())))?;
+        dates.extend(
+            listing
+                .common_prefixes
+                .iter()
+                .filter_map(|prefix| prefix.filename()?.strip_prefix("ds=").map(str::to_string)),
+        );
+    }
+    Ok(dates.into_iter().collect())
 }
 
 /// Read the manifest of a published partition, if it has one.

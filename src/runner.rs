@@ -226,7 +226,16 @@ pub async fn run(
             };
             match lock {
                 Ok(lock) => {
-                    let outcome = execute(&run, options, progress, &mut results).await;
+                    // Holding the lock, before anything else: what a killed run of this `ds` left goes.
+                    let outcome = if lock.is_some() {
+                        clear_leftovers(&run).await
+                    } else {
+                        Ok(())
+                    };
+                    let outcome = match outcome {
+                        Ok(()) => execute(&run, options, progress, &mut results).await,
+                        Err(err) => Err(err),
+                    };
                     (Some(run), lock, outcome)
                 }
                 Err(err) => (Some(run), None, Err(err)),
@@ -265,6 +274,53 @@ pub async fn run(
 /// The lock of this pipeline's `ds` (see [`crate::lock`]).
 async fn acquire_lock(run: &RunContext<'_>) -> Result<crate::lock::RunLock, Error> {
     crate::lock::RunLock::acquire(run.layout.runs(), &run.run_id, run.pipeline.lock_timeout).await
+}
+
+async fn clear_leftovers(run: &RunContext<'_>) -> Result<(), Error> {
+    let marts = run.pipeline.marts.iter().map(|mart| mart.name.as_str());
+    crate::marts::clear_leftovers(&run.layout, marts).await.map(|_| ())
+}
+
+/// What `lifemap cleanup` did for one `ds`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cleaned {
+    pub ds: String,
+    /// What was removed; none when a run of this `ds` holds its lock.
+    pub removed: Option<crate::marts::Leftovers>,
+}
+
+/// Remove what killed runs left behind for `only` (or for every `ds` with a staging folder or a
+/// mart partition), each `ds` under its lock; a `ds` whose lock a live run holds is left alone.
+pub async fn cleanup(pipeline: &Pipeline, only: Option<&str>) -> Result<Vec<Cleaned>, Error> {
+    let run = RunContext::local(pipeline, &format!("cleanup-{}", new_run_id()))?;
+    let dates = match only {
+        Some(ds) => vec![ds.to_string()],
+        None => {
+            let marts = pipeline.marts.iter().map(|mart| mart.name.as_str());
+            crate::marts::dates_with_outputs(&run.layout, marts).await?
+        }
+    };
+    let mut cleaned = Vec::with_capacity(dates.len());
+    for ds in dates {
+        let layout = run.layout.for_ds(&ds);
+        let lock = match crate::lock::RunLock::acquire(layout.runs(), layout.run_id(), pipeline.lock_timeout).await {
+            Ok(lock) => lock,
+            Err(Error::Busy(busy)) => {
+                tracing::warn!(ds, %busy, "a run of this ds is in progress: left alone");
+                cleaned.push(Cleaned { ds, removed: None });
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
+        let marts = pipeline.marts.iter().map(|mart| mart.name.as_str());
+        let removed = crate::marts::clear_leftovers(&layout, marts).await;
+        lock.release().await;
+        cleaned.push(Cleaned {
+            ds,
+            removed: Some(removed?),
+        });
+    }
+    Ok(cleaned)
 }
 
 async fn write_results(run: &RunContext<'_>, results: &RunResults) -> Result<(), Error> {

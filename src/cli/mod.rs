@@ -7,6 +7,7 @@
 mod args;
 mod backfill;
 mod check;
+mod cleanup;
 mod output;
 mod plan;
 mod report;
@@ -84,6 +85,10 @@ pub enum Command {
     /// Render the pipeline's report from the marts already published for --ds, without
     /// sending it: for previews and template work.
     Report(ReportArgs),
+    /// Remove what killed runs left behind (staging folders, files a partition's _SUCCESS does not
+    /// list) for --ds or every date, each under its ds's lock. Prints one JSON line; exits 75
+    /// when a run in progress holds a date's lock.
+    Cleanup(cleanup::CleanupArgs),
     /// Write a deterministic sample of customer exports (events, orders, customers, feedback).
     SampleData(SampleArgs),
     /// Start a Ballista scheduler with lifemap's SQL functions and S3 access (see `--engine`).
@@ -170,6 +175,10 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Check(args) => check::run(&args, progress_allowed).await,
         Command::Plan(args) => finish(plan::run(&args).await),
         Command::Report(args) => finish(report::run(&args).await),
+        Command::Cleanup(args) => match cleanup::run(&args).await {
+            Ok(code) => code,
+            Err(err) => finish(Err(err)),
+        },
         Command::SampleData(args) => finish(sample_data::run(&args)),
         Command::Scheduler(args) => finish(crate::engine::cluster::run_scheduler(args).await),
         Command::Executor(args) => finish(crate::engine::cluster::run_executor(args).await),

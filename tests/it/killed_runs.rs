@@ -98,3 +98,79 @@ fn twenty_kills_at_every_point_of_a_run_never_leave_a_torn_partition() {
     assert_eq!(outcome.summary()["status"], "success");
     assert_eq!(assert_partitions_whole(&marts, "the last run"), published);
 }
+
+/// What killed runs leave, made by hand in the shop's outputs: a staging folder, a file moved into
+/// a published partition that its `_SUCCESS` does not list, and a partition with no `_SUCCESS`.
+fn leave_leftovers(project: &Project) {
+    project.write("out/_staging/ds=2026-10-31/dead-run/revenue/part-0.parquet", "staged");
+    project.write("out/_staging/ds=2026-10-30/dead-run/revenue/part-0.parquet", "staged");
+    project.write("out/revenue/ds=2026-10-31/part-dead-run-00000.parquet", "uncommitted");
+    project.write(
+        "out/revenue/ds=2026-10-29/part-dead-run-00000.parquet",
+        "never committed",
+    );
+}
+
+fn published(project: &Project) -> Vec<String> {
+    let mut files = crate::common::files_below(&project.path("out/revenue"));
+    files.sort();
+    files
+}
+
+#[test]
+fn a_run_and_lifemap_cleanup_remove_what_killed_runs_left() {
+    let project = crate::common::fixture::local_shop();
+    let mut command = project.lifemap();
+    command.args(["run", "pipelines/shop.yaml", "--ds", "2026-10-31"]);
+    run_expecting(command, 0);
+    let committed = published(&project);
+
+    // A run of 10-31 clears its own date before anything else: even one that then fails (the
+    // `fragile` step) has removed them, and the committed partition is as it was.
+    leave_leftovers(&project);
+    let mut failing = project.lifemap();
+    failing.args(["run", "pipelines/shop.yaml", "--ds", "2026-10-31", "--var", "fail=true"]);
+    let outcome = run_expecting(failing, 1);
+    assert!(
+        outcome.stderr.contains("removed what a killed run had left"),
+        "{}",
+        outcome.stderr
+    );
+    assert!(!project.path("out/_staging/ds=2026-10-31").exists());
+    assert!(
+        project.path("out/_staging/ds=2026-10-30/dead-run").exists(),
+        "another date's is left"
+    );
+    let mut expected = committed.clone();
+    expected.push("ds=2026-10-29/part-dead-run-00000.parquet".into());
+    expected.sort();
+    assert_eq!(published(&project), expected);
+
+    // `lifemap cleanup` does every date: 10-30's staging, 10-29's uncommitted file.
+    leave_leftovers(&project);
+    let mut cleanup = project.lifemap();
+    cleanup.args(["cleanup", "pipelines/shop.yaml"]);
+    let outcome = run_expecting(cleanup, 0);
+    let summary = outcome.summary();
+    assert_eq!(summary["dates"], 3, "{summary}");
+    assert_eq!(summary["removed"], serde_json::json!({"staged": 2, "uncommitted": 2}));
+    assert_eq!(summary["busy"], serde_json::json!([]));
+    let dates: Vec<&str> = summary["cleaned"]
+        .as_array()
+        .expect("cleaned")
+        .iter()
+        .filter_map(|date| date["ds"].as_str())
+        .collect();
+    assert_eq!(dates, ["2026-10-29", "2026-10-30", "2026-10-31"]);
+    assert_eq!(published(&project), committed);
+    assert!(crate::common::files_below(&project.path("out/_staging")).is_empty());
+    // The committed partition is still what a reader gets.
+    assert_partitions_whole(&project.path("out"), "after cleanup");
+
+    // Nothing left: a second cleanup removes nothing.
+    let mut again = project.lifemap();
+    again.args(["cleanup", "pipelines/shop.yaml", "--ds", "2026-10-31"]);
+    let summary = run_expecting(again, 0).summary();
+    assert_eq!(summary["dates"], 1);
+    assert_eq!(summary["removed"], serde_json::json!({"staged": 0, "uncommitted": 0}));
+}

@@ -435,3 +435,41 @@ fn the_s3_secret_reaches_no_log_result_plan_or_error() {
 }
 
 mod storage_faults;
+
+/// On S3 an object re-exported with the same size is told by its ETag, and a run removes what a
+/// killed run left there (no folders, no rename) before anything else.
+#[test]
+fn on_s3_a_same_size_re_export_is_told_by_its_etag_and_leftovers_go_first() {
+    let (project, s3) = s3_shop("inputs");
+    let first = run_on_s3(&project, &s3, &["--ds", "2026-10-31"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert_eq!(first.summary()["inputs"]["new"], 5);
+
+    // o1 re-exported at 12.5 instead of 10.5: the same number of bytes.
+    s3.put(
+        "exports/orders/orders.csv",
+        "order_id,customer_id,amount,status\no1,c1,12.5,completed\no2,c2,4.5,completed\no3,c1,2.0,refunded\n",
+    );
+    s3.put("out/_staging/ds=2026-10-31/dead-run/revenue/part-0.parquet", "staged");
+    s3.put("out/revenue/ds=2026-10-31/part-dead-run-00000.parquet", "uncommitted");
+    let second = run_on_s3(&project, &s3, &["--ds", "2026-10-31"]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    assert_eq!(
+        second.summary()["inputs"],
+        serde_json::json!({"objects": 5, "new": 0, "late": 0, "changed": 1, "removed": 0, "removed_partitions": 0})
+    );
+    assert!(s3.list("out/_staging/").is_empty());
+    let partition = s3.list("out/revenue/ds=2026-10-31/");
+    assert_eq!(partition.len(), 2, "_SUCCESS and one data file: {partition:?}");
+    assert!(!partition.iter().any(|name| name.contains("dead-run")));
+    assert_eq!(
+        s3_mart(&s3, "revenue", "2026-10-31", "SELECT * FROM t ORDER BY country"),
+        "\
++---------+---------+-----------+
+| country | revenue | customers |
++---------+---------+-----------+
+| DE      | 12.5    | 1         |
+| US      | 4.5     | 1         |
++---------+---------+-----------+"
+    );
+}
