@@ -171,7 +171,7 @@ async fn dispatch(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) if args.from.is_some() => backfill::run(args, progress_allowed).await,
         Command::Run(args) => run::run(args, progress_allowed).await,
-        Command::Validate(args) => finish(validate::run(&args).await),
+        Command::Validate(args) => validate::run(&args).await,
         Command::Check(args) => check::run(&args, progress_allowed).await,
         Command::Plan(args) => finish(plan::run(&args).await),
         Command::Report(args) => finish(report::run(&args).await),

@@ -173,4 +173,23 @@ fn a_run_and_lifemap_cleanup_remove_what_killed_runs_left() {
     let summary = run_expecting(again, 0).summary();
     assert_eq!(summary["dates"], 1);
     assert_eq!(summary["removed"], serde_json::json!({"staged": 0, "uncommitted": 0}));
+
+    // A date whose lock a run on another host holds (and not for long) is left alone: exit 75.
+    leave_leftovers(&project);
+    let now = chrono::Utc::now().to_rfc3339();
+    project.write(
+        "out/_runs/ds=2026-10-31/_lock",
+        serde_json::json!({"run_id": "live-run", "host": "elsewhere", "pid": 1, "acquired_at": now}).to_string(),
+    );
+    let mut busy = project.lifemap();
+    busy.args(["cleanup", "pipelines/shop.yaml"]);
+    let summary = run_expecting(busy, 75).summary();
+    assert_eq!(summary["busy"], serde_json::json!(["2026-10-31"]));
+    assert_eq!(summary["removed"], serde_json::json!({"staged": 1, "uncommitted": 1}));
+    assert!(project.path("out/_staging/ds=2026-10-31/dead-run").exists());
+    assert!(
+        project
+            .path("out/revenue/ds=2026-10-31/part-dead-run-00000.parquet")
+            .exists()
+    );
 }
