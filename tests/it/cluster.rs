@@ -229,6 +229,9 @@ fn the_bundled_pipeline_on_a_ballista_cluster_gives_the_marts_of_a_local_run() {
     let (local, cluster) = (local.summary(), cluster_run.summary());
     assert_eq!(cluster["status"], "success");
     assert_eq!(cluster["rows"], local["rows"], "rows per mart");
+    // The client lists the exports and keeps the inventory, whatever runs the SQL.
+    assert_eq!(cluster["inputs"], local["inputs"], "export objects listed");
+    assert!(!s3.get("cluster/_state/inventory.json").is_empty());
     for mart in MARTS {
         let expected = mart_rows(&s3, "local", mart);
         assert!(expected.lines().count() > 4, "{mart} has rows:\n{expected}");
