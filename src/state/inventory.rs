@@ -271,8 +271,6 @@ pub async fn save(layout: &OutputLayout, inventory: &Inventory) -> Result<(), Er
 
 #[cfg(test)]
 mod tests {
-    use datafusion::arrow::datatypes::DataType;
-
     use super::*;
 
     fn object(path: &str, size: u64, e_tag: Option<&str>) -> ExportObject {
@@ -285,19 +283,7 @@ mod tests {
     }
 
     fn events_source() -> Source {
-        Source {
-            name: "events".into(),
-            location: "exports/events/".into(),
-            format: crate::config::Format::Ndjson,
-            compression: Default::default(),
-            schema: None,
-            partitions: vec![("dt".into(), DataType::Date32)],
-            csv: Default::default(),
-            ds_partition: None,
-            allow_empty: false,
-            allow_removed_partitions: false,
-            pii: Vec::new(),
-        }
+        pipeline().sources.swap_remove(0)
     }
 
     #[test]
@@ -324,6 +310,67 @@ mod tests {
         assert_eq!(changes.new, 1);
         assert_eq!(changes.removed, ["e/dt=2026-10-30/b.gz", "e/dt=2026-10-29/a.gz"]);
         assert_eq!(changes.removed_partitions, ["events: dt=2026-10-29"]);
+    }
+
+    fn pipeline() -> Pipeline {
+        let text = "name: p\nsources:\n  events: { location: exports/events/, format: ndjson, partitions: { dt: date } }\n  \
+                    orders: { location: exports/orders/, format: csv, partitions: { dt: date }, allow_removed_partitions: true }\n\
+                    steps:\n  - { name: s, query: SELECT 1 AS x }\noutput: { location: out }\nmarts: { s: {} }\n";
+        let path = std::path::Path::new("p.yaml");
+        let raw = crate::config::parse(path, text).expect("parses");
+        crate::config::compile(path, text, raw, &Default::default(), &|_| None).expect("compiles")
+    }
+
+    fn inventory(pipeline: &str, events_at: &str, events: &[ExportObject]) -> Inventory {
+        let listing = |location: &str, objects: &[ExportObject]| SourceObjects {
+            location: location.into(),
+            objects: objects.to_vec(),
+        };
+        Inventory {
+            format: FORMAT,
+            lifemap_version: "0".into(),
+            pipeline: pipeline.into(),
+            pipeline_hash: "h".into(),
+            ds: "2026-10-31".into(),
+            run_id: "r".into(),
+            sources: [
+                ("events".to_string(), listing(events_at, events)),
+                ("orders".to_string(), listing("exports/orders/", &[])),
+            ]
+            .into(),
+        }
+    }
+
+    #[test]
+    fn another_pipelines_or_a_moved_sources_listing_is_not_compared() {
+        let pipeline = pipeline();
+        let before = [object("e/dt=2026-10-30/a.gz", 10, Some("1"))];
+        let now = inventory("p", "exports/events/", &[object("e/dt=2026-10-31/a.gz", 10, Some("2"))]);
+
+        let other = Previous::Found(Box::new(inventory("other", "exports/events/", &before)));
+        let changes = now.changes_since(&other, &pipeline);
+        assert_eq!(changes.compared_with, None);
+        assert_eq!(
+            changes.not_compared.as_deref(),
+            Some("the inventory was written for pipeline `other` in format 1")
+        );
+        assert_eq!((changes.objects, changes.new), (1, 1));
+
+        // The events source moved: its old objects are neither removed nor its partitions gone.
+        let moved = Previous::Found(Box::new(inventory("p", "old/events/", &before)));
+        let changes = now.changes_since(&moved, &pipeline);
+        assert_eq!(changes.compared_with.map(|run| run.run_id), Some("r".to_string()));
+        assert_eq!(changes.new, 1);
+        assert!(changes.removed.is_empty() && changes.removed_partitions.is_empty());
+    }
+
+    #[test]
+    fn only_sources_that_do_not_allow_it_refuse_a_removed_partition() {
+        let changes = InputChanges {
+            removed_partitions: vec!["events: dt=2026-10-29".into(), "orders: dt=2026-10-29".into()],
+            ..InputChanges::default()
+        };
+        assert_eq!(changes.refused(&pipeline()), ["events: dt=2026-10-29"]);
     }
 
     #[test]
