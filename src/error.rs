@@ -95,8 +95,8 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// Partitions an earlier run read are gone from the exports: a rebuild would drop history.
-    #[error("{} partition(s) read by an earlier run are gone from the exports: {}", .0.len(), .0.join(", "))]
+    /// Partitions an earlier run listed are gone from the exports: a rebuild would drop history.
+    #[error("{} partition(s) an earlier run listed are gone from the exports: {}", .0.len(), .0.join(", "))]
     RemovedPartitions(Vec<String>),
 
     /// No input for this `ds`: the scheduler can mark the task skipped.

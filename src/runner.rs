@@ -486,14 +486,14 @@ async fn compare_inputs(run: &RunContext<'_>, results: &mut RunResults) -> Resul
             late = changes.late.len(),
             changed = changes.changed.len(),
             first = changes.late.first().or(changes.changed.first()).map(String::as_str),
-            "objects were added to or replaced in partitions an earlier run read: folded into this run"
+            "objects were added to or replaced in partitions an earlier run listed: folded into this run"
         );
     }
     if !changes.removed.is_empty() {
         tracing::warn!(
             removed = changes.removed.len(),
             first = changes.removed.first().map(String::as_str),
-            "objects an earlier run read are gone"
+            "objects an earlier run listed are gone"
         );
     }
     let refused = changes.refused(run.pipeline);

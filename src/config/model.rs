@@ -129,7 +129,7 @@ pub struct Source {
     pub csv: CsvSettings,
     pub ds_partition: Option<String>,
     pub allow_empty: bool,
-    /// A partition an earlier run read may disappear (reported, not failed).
+    /// A partition an earlier run listed may disappear (reported, not failed).
     pub allow_removed_partitions: bool,
     /// Personal-data columns and what ingestion does with them.
     pub pii: Vec<(String, PiiAction)>,

@@ -2,8 +2,8 @@
 //!
 //! Each successful run writes its sources' listings (path, size, ETag, modification time) to
 //! `<output>/_state/inventory.json`, and a copy beside its results. The next run lists its sources
-//! and compares: objects it has not seen are new; a new object in a partition that was already
-//! read is late (filed into an old `dt=` folder after that folder was read); an object whose size
+//! and compares: objects it has not seen are new; a new object in a partition an earlier run
+//! listed is late (filed into an old `dt=` folder after a run saw that folder); an object whose size
 //! or ETag moved was re-exported; a partition with no object left was removed. Every run rebuilds
 //! its marts from all the files it lists, so a late or changed file is folded in by the run that
 //! sees it; a removed partition is history the published marts hold and a rebuild would lose, so
@@ -72,7 +72,7 @@ pub struct InputChanges {
     pub objects: usize,
     /// Objects not listed before (in new partitions or unpartitioned sources).
     pub new: usize,
-    /// New objects in partitions that had been read before: data filed late.
+    /// New objects in partitions listed before: data filed late.
     pub late: Vec<String>,
     /// Objects listed before whose size or ETag changed: re-exported.
     pub changed: Vec<String>,

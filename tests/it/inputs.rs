@@ -105,7 +105,7 @@ fn late_changed_and_removed_exports_are_reported_and_a_removed_partition_stops_t
     assert_eq!(summary["inputs"]["removed_partitions"], 1);
     assert_eq!(
         summary["error"],
-        "1 partition(s) read by an earlier run are gone from the exports: events: dt=2026-10-30"
+        "1 partition(s) an earlier run listed are gone from the exports: events: dt=2026-10-30"
     );
     assert!(
         summary["hint"]
