@@ -155,6 +155,38 @@ pub struct RunResults {
 }
 
 impl RunResults {
+    /// The results of a run that is starting: failed until it says otherwise.
+    fn starting(pipeline: &Pipeline, options: &RunOptions) -> Self {
+        RunResults {
+            lifemap_version: env!("CARGO_PKG_VERSION"),
+            pipeline: pipeline.name.clone(),
+            pipeline_hash: pipeline.hash.clone(),
+            run_id: new_run_id(),
+            ds: pipeline.date.ds_string(),
+            as_of: pipeline.date.as_of_rfc3339(),
+            status: RunStatus::Failed,
+            exit_code: exit::RUN_FAILED,
+            started_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+            finished_at: String::new(),
+            duration_ms: 0,
+            vars: pipeline.printable_vars.clone(),
+            selected: options.select.clone(),
+            sources: Vec::new(),
+            steps: Vec::new(),
+            checks: Vec::new(),
+            marts: Vec::new(),
+            totals: Totals {
+                rows: 0,
+                bytes: 0,
+                source_files: 0,
+                source_bytes: 0,
+            },
+            report: None,
+            inputs: None,
+            error: None,
+        }
+    }
+
     /// The one-line summary printed last on stdout.
     pub fn summary_line(&self) -> String {
         let rows: BTreeMap<&str, u64> = self.marts.iter().map(|m| (m.name.as_str(), m.rows)).collect();
@@ -185,36 +217,8 @@ pub async fn run(
     options: &RunOptions,
     progress: &crate::progress::Progress,
 ) -> (RunResults, Result<(), Error>) {
-    let started_at = Utc::now();
     let clock = Instant::now();
-    let mut results = RunResults {
-        lifemap_version: env!("CARGO_PKG_VERSION"),
-        pipeline: pipeline.name.clone(),
-        pipeline_hash: pipeline.hash.clone(),
-        run_id: new_run_id(),
-        ds: pipeline.date.ds_string(),
-        as_of: pipeline.date.as_of_rfc3339(),
-        status: RunStatus::Failed,
-        exit_code: exit::RUN_FAILED,
-        started_at: started_at.to_rfc3339_opts(SecondsFormat::Millis, true),
-        finished_at: String::new(),
-        duration_ms: 0,
-        vars: pipeline.printable_vars.clone(),
-        selected: options.select.clone(),
-        sources: Vec::new(),
-        steps: Vec::new(),
-        checks: Vec::new(),
-        marts: Vec::new(),
-        totals: Totals {
-            rows: 0,
-            bytes: 0,
-            source_files: 0,
-            source_bytes: 0,
-        },
-        report: None,
-        inputs: None,
-        error: None,
-    };
+    let mut results = RunResults::starting(pipeline, options);
     let (run, lock, outcome) = match RunContext::new(pipeline, &results.run_id) {
         Err(err) => (None, None, Err(err)),
         Ok(run) => {
