@@ -402,16 +402,9 @@ fn remove_empty_dirs(dir: &std::path::Path) {
 ///
 /// Only partitions with a `_SUCCESS` manifest count; a folder a failed run left behind does not.
 pub async fn previous_partition(layout: &OutputLayout, mart: &str) -> Result<Option<(String, u64)>, Error> {
-    let folder = layout.mart(mart);
-    let listing = folder
-        .store
-        .list_with_delimiter(Some(&folder.path))
-        .await
-        .map_err(storage_error(format!("listing {}", folder.folder_url())))?;
-    let mut earlier: Vec<String> = listing
-        .common_prefixes
-        .iter()
-        .filter_map(|prefix| prefix.filename()?.strip_prefix("ds=").map(str::to_string))
+    let mut earlier: Vec<String> = partition_dates(&layout.mart(mart))
+        .await?
+        .into_iter()
         .filter(|partition_ds| partition_ds.as_str() < layout.ds())
         .collect();
     earlier.sort_unstable();
@@ -431,19 +424,23 @@ pub async fn dates_with_outputs<'a>(
     let mut dates = std::collections::BTreeSet::new();
     let folders = std::iter::once(layout.staging_root()).chain(marts.into_iter().map(|mart| layout.mart(mart)));
     for folder in folders {
-        let listing = folder
-            .store
-            .list_with_delimiter(Some(&folder.path))
-            .await
-            .map_err(storage_error(format!("listing {}", folder.folder_url())))?;
-        dates.extend(
-            listing
-                .common_prefixes
-                .iter()
-                .filter_map(|prefix| prefix.filename()?.strip_prefix("ds=").map(str::to_string)),
-        );
+        dates.extend(partition_dates(&folder).await?);
     }
     Ok(dates.into_iter().collect())
+}
+
+/// The dates of the `ds=<date>/` folders directly below `folder`.
+async fn partition_dates(folder: &Location) -> Result<Vec<String>, Error> {
+    let listing = folder
+        .store
+        .list_with_delimiter(Some(&folder.path))
+        .await
+        .map_err(storage_error(format!("listing {}", folder.folder_url())))?;
+    Ok(listing
+        .common_prefixes
+        .iter()
+        .filter_map(|prefix| prefix.filename()?.strip_prefix("ds=").map(str::to_string))
+        .collect())
 }
 
 /// Read the manifest of a published partition, if it has one.
