@@ -478,7 +478,8 @@ async fn execute(
 }
 
 /// List what changed in the exports since the last successful run, say so, and refuse to run
-/// when partitions it read are gone (unless their source allows it). Returns this run's inventory.
+/// when partitions an earlier run listed are gone (unless their source allows it). Returns this
+/// run's inventory.
 async fn compare_inputs(run: &RunContext<'_>, results: &mut RunResults) -> Result<Inventory, Error> {
     let inventory = Inventory::of_run(run.pipeline, &run.layout, &results.sources);
     let previous = inventory::load(&run.layout).await;
