@@ -16,6 +16,8 @@ pub struct RunContext<'p> {
     /// The run's session: its SQL runs here (or on the pipeline's cluster).
     pub session: SessionContext,
     pub layout: OutputLayout,
+    /// Compute incremental steps from all their input, as if nothing were kept.
+    pub full_refresh: bool,
 }
 
 impl<'p> RunContext<'p> {
@@ -37,6 +39,7 @@ impl<'p> RunContext<'p> {
             run_id: run_id.to_string(),
             layout: OutputLayout::new(root, &pipeline.date.ds_string(), run_id),
             session,
+            full_refresh: false,
         })
     }
 

@@ -36,6 +36,8 @@ pub struct RunOptions {
     /// `lifemap check`: run only the steps the checks read and the checks; publish nothing, send
     /// nothing, and leave `run_results.json` of the last run alone.
     pub checks_only: bool,
+    /// Compute incremental steps from all their input (see [`RunContext::full_refresh`]).
+    pub full_refresh: bool,
 }
 
 /// What became of a mart.
@@ -221,7 +223,8 @@ pub async fn run(
     let mut results = RunResults::starting(pipeline, options);
     let (run, lock, outcome) = match RunContext::new(pipeline, &results.run_id) {
         Err(err) => (None, None, Err(err)),
-        Ok(run) => {
+        Ok(mut run) => {
+            run.full_refresh = options.full_refresh;
             // `check` publishes nothing, so it needs no lock.
             let lock = if options.checks_only {
                 Ok(None)
@@ -427,6 +430,25 @@ async fn execute(
     progress: &crate::progress::Progress,
     results: &mut RunResults,
 ) -> Result<(), Error> {
+    // Incremental steps keep state shared by every `ds`: one run at a time reads and changes it.
+    let state_lock = if run.pipeline.steps.iter().any(|step| step.incremental.is_some()) {
+        Some(crate::lock::RunLock::acquire(run.layout.state(), &run.run_id, run.pipeline.lock_timeout).await?)
+    } else {
+        None
+    };
+    let outcome = execute_locked(run, options, progress, results).await;
+    if let Some(lock) = state_lock {
+        lock.release().await;
+    }
+    outcome
+}
+
+async fn execute_locked(
+    run: &RunContext<'_>,
+    options: &RunOptions,
+    progress: &crate::progress::Progress,
+    results: &mut RunResults,
+) -> Result<(), Error> {
     let pipeline = run.pipeline;
     let graph = transform::resolve(pipeline)?;
     let targets = targets(pipeline, &graph, options)?;
@@ -523,6 +545,7 @@ async fn compute(
     let schedule = transform::schedule(pipeline, graph, &targets.steps, &targets.marts);
     let mut staged = Vec::with_capacity(targets.marts.len());
     let mut checks: Vec<Option<CheckOutcome>> = vec![None; pipeline.checks.len()];
+    let mut forgotten = Vec::new();
     for (at, &index) in targets.steps.iter().enumerate() {
         progress.message(&format!("step {}", pipeline.steps[index].name));
         let blame = |err: Error| blame_sources(err, pipeline, graph, index);
@@ -547,6 +570,12 @@ async fn compute(
             };
             checks[check_index] = Some(crate::quality::run_check(ctx, check, previous).await?);
         }
+        for &step_index in &schedule.forget_after[at] {
+            let step = &pipeline.steps[step_index];
+            if let Some(spec) = &step.incremental {
+                forgotten.push((step_index, transform::partitions_to_forget(run, step, spec).await?));
+            }
+        }
         // Dropping a table nothing later reads gives its memory back (views hold their inputs).
         for &done in &schedule.release_after[at] {
             let name = pipeline.steps[done].name.as_str();
@@ -560,6 +589,13 @@ async fn compute(
         .zip(&pipeline.checks)
         .map(|(outcome, check)| outcome.unwrap_or_else(|| CheckOutcome::skipped(check)))
         .collect();
+    // No step reads kept rows any more: those of forgotten persons go now, whatever comes next.
+    for (step_index, keys) in forgotten {
+        let step = &pipeline.steps[step_index];
+        if let Some(spec) = &step.incremental {
+            transform::stop_keeping(run, step, spec, &keys).await?;
+        }
+    }
     // Published and reported in the order the pipeline lists its marts.
     staged.sort_by_key(|(mart_index, _)| *mart_index);
     Ok(staged.into_iter().map(|(_, mart)| mart).collect())

@@ -26,6 +26,8 @@ use crate::context::RunContext;
 use crate::error::Error;
 use crate::personas::KMeansSpec;
 
+mod incremental;
+pub use incremental::{partitions_to_forget, stop_keeping};
 pub(crate) mod on_cluster;
 pub(crate) mod on_disk;
 
@@ -159,6 +161,7 @@ pub fn resolve(pipeline: &Pipeline) -> Result<StepGraph, Diagnostics> {
     let mut problems = Vec::new();
     let upstream = step_inputs(pipeline, &step_index, &known, &mut problems);
     check_inputs(pipeline, &step_index, &known, &mut problems);
+    incremental_inputs(pipeline, &known, &mut problems);
     let order = run_order(&upstream);
     if order.len() < pipeline.steps.len() {
         let stuck: Vec<usize> = (0..pipeline.steps.len()).filter(|i| !order.contains(i)).collect();
@@ -237,6 +240,48 @@ fn step_inputs(
         }
     }
     upstream
+}
+
+/// An incremental step reads its source alone (its kept rows depend on nothing else), and its
+/// `forget` query parses and reads sources or steps.
+fn incremental_inputs(pipeline: &Pipeline, known: &[&str], problems: &mut Vec<Diagnostic>) {
+    for step in &pipeline.steps {
+        let Some(spec) = &step.incremental else { continue };
+        let reads = tables_read(&step.sql).unwrap_or_default();
+        if let Some(other) = reads.iter().find(|table| **table != spec.source) {
+            problems.push(step_diagnostic(
+                pipeline,
+                step,
+                format!(
+                    "step `{}` is incremental by partition of `{}` but also reads `{other}`",
+                    step.name, spec.source
+                ),
+                Some("its kept rows of a partition may depend on that partition's files alone: join other tables in a step that reads this one".into()),
+            ));
+        }
+        let Some(forget) = &spec.forget else { continue };
+        match tables_read(forget) {
+            Ok(tables) => {
+                for table in tables.iter().filter(|table| !known.contains(&table.as_str())) {
+                    problems.push(step_diagnostic(
+                        pipeline,
+                        step,
+                        format!(
+                            "the `forget` query of step `{}` reads `{table}`, which is neither a source nor a step",
+                            step.name
+                        ),
+                        did_you_mean(table, known.iter().copied()).map(|close| format!("did you mean `{close}`?")),
+                    ));
+                }
+            }
+            Err(message) => problems.push(step_diagnostic(
+                pipeline,
+                step,
+                format!("the `forget` query of step `{}` does not parse: {message}", step.name),
+                None,
+            )),
+        }
+    }
 }
 
 /// Every check's SQL parses and reads sources or steps.
@@ -384,7 +429,10 @@ pub struct StepOutcome {
 /// Whether a step's result is computed once and held (rather than a view read where it is used).
 pub fn materializes(pipeline: &Pipeline, graph: &StepGraph, index: usize) -> bool {
     let step = &pipeline.steps[index];
-    step.kmeans.is_some() || !step.settings.is_empty() || step.materialize.unwrap_or(graph.consumers[index] > 1)
+    step.kmeans.is_some()
+        || step.incremental.is_some()
+        || !step.settings.is_empty()
+        || step.materialize.unwrap_or(graph.consumers[index] > 1)
 }
 
 /// What happens after each step of a run (by position in the run order), so that memory is given
@@ -398,6 +446,8 @@ pub struct Schedule {
     pub checks_after: Vec<Vec<usize>>,
     /// Indexes into `pipeline.steps`.
     pub release_after: Vec<Vec<usize>>,
+    /// Incremental steps (indexes into `pipeline.steps`) whose `forget` query can run.
+    pub forget_after: Vec<Vec<usize>>,
 }
 
 /// Record that something running at position `at` reads `tables`, and through views what those
@@ -425,6 +475,7 @@ pub fn schedule(pipeline: &Pipeline, graph: &StepGraph, run: &[usize], marts: &[
         marts_after: vec![Vec::new(); run.len()],
         checks_after: vec![Vec::new(); run.len()],
         release_after: vec![Vec::new(); run.len()],
+        forget_after: vec![Vec::new(); run.len()],
     };
     let mut last_use: HashMap<usize, usize> = HashMap::new();
     for (at, &index) in run.iter().enumerate() {
@@ -441,22 +492,35 @@ pub fn schedule(pipeline: &Pipeline, graph: &StepGraph, run: &[usize], marts: &[
             touch(pipeline, graph, &mut last_use, vec![index], at);
         }
     }
-    for (check_index, check) in pipeline.checks.iter().enumerate() {
-        let Ok(reads) = tables_read(&check.sql) else { continue };
+    // A query over steps runs after the last of them; it is in no list when one does not run.
+    let after_its_tables = |sql: &str, last_use: &mut HashMap<usize, usize>| {
+        let reads = tables_read(sql).ok()?;
         let steps: Vec<usize> = reads
             .iter()
             .filter_map(|table| step_index.get(table.as_str()).copied())
             .collect();
-        let Some(at) = steps
+        let at = steps
             .iter()
             .map(|step| position.get(step).copied())
-            .try_fold(0, |latest, at| at.map(|at| latest.max(at)))
-        else {
-            continue;
-        };
-        if at < run.len() {
+            .try_fold(0, |latest, at| at.map(|at| latest.max(at)))?;
+        (at < run.len()).then(|| {
+            touch(pipeline, graph, last_use, steps, at);
+            at
+        })
+    };
+    for (check_index, check) in pipeline.checks.iter().enumerate() {
+        if let Some(at) = after_its_tables(&check.sql, &mut last_use) {
             plan.checks_after[at].push(check_index);
-            touch(pipeline, graph, &mut last_use, steps, at);
+        }
+    }
+    for &index in run {
+        if let Some(forget) = pipeline.steps[index]
+            .incremental
+            .as_ref()
+            .and_then(|spec| spec.forget.as_deref())
+            && let Some(at) = after_its_tables(forget, &mut last_use)
+        {
+            plan.forget_after[at].push(index);
         }
     }
     for (table, at) in last_use {
@@ -500,6 +564,9 @@ pub async fn run_step(run: &RunContext<'_>, graph: &StepGraph, index: usize) -> 
             details: Some(details),
             schema: Some(schema),
         });
+    }
+    if let Some(spec) = &step.incremental {
+        return incremental::run(run, step, spec).await;
     }
     let frame = plan_step(ctx, step).await?;
     let materialize = materializes(pipeline, graph, index);

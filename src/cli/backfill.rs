@@ -12,11 +12,15 @@ pub(super) async fn run(args: RunArgs, progress: bool) -> i32 {
     if from > to {
         return run_refused(None, Error::Usage(format!("--from {from} is after --to {to}")));
     }
-    let options = args.options(progress);
+    let mut options = args.options(progress);
     let mut last_code = exit::SUCCESS;
     let mut summaries = Vec::new();
     for ds in from.iter_days().take_while(|d| *d <= to) {
         let outcome = run_date(&args, Some(ds), &options).await;
+        // --full-refresh rebuilds the kept state once: the dates after the first reuse it.
+        if outcome.exit_code == exit::SUCCESS {
+            options.full_refresh = false;
+        }
         if outcome.refused {
             return outcome.exit_code;
         }

@@ -47,6 +47,7 @@ pub(super) async fn run(args: &CheckArgs, progress_allowed: bool) -> i32 {
         resend: false,
         skip_report: true,
         checks_only: true,
+        full_refresh: false,
     };
     let progress = Progress::new(options.progress);
     let (results, outcome) = runner::run(&pipeline, &options, &progress).await;

@@ -1,5 +1,5 @@
-//! `lifemap plan`: the step order, each step's rendered SQL and output schema, then every check
-//! with the SQL it runs.
+//! `lifemap plan`: the step order, each step's rendered SQL and output schema (and for an
+//! incremental step what a run reads and keeps), then every check with the SQL it runs.
 
 use super::args::{PipelineArgs, overrides};
 use crate::config::{self, Pipeline};
@@ -48,6 +48,9 @@ fn print_step(pipeline: &Pipeline, position: usize, planned: &PlannedStep) {
     if !planned.publishes.is_empty() {
         println!("   publishes: {}", planned.publishes.join(", "));
     }
+    if let Some(spec) = &step.incremental {
+        print_incremental(pipeline, step, spec);
+    }
     println!("   sql:");
     for line in step.sql.trim_end().lines() {
         println!("     {line}");
@@ -60,5 +63,26 @@ fn print_step(pipeline: &Pipeline, position: usize, planned: &PlannedStep) {
             field.data_type(),
             if field.is_nullable() { "" } else { " not null" }
         );
+    }
+}
+
+/// What a run reads and keeps for an incremental step.
+fn print_incremental(pipeline: &Pipeline, step: &config::Step, spec: &config::Incremental) {
+    println!(
+        "   incremental: by partition of `{}`, kept in {}/_state/steps/{}/",
+        spec.source,
+        pipeline.output_location.trim_end_matches('/'),
+        step.name
+    );
+    match &spec.partitions {
+        Some(predicate) => println!("     a run needs the partitions where {}", predicate.trim()),
+        None => println!("     a run needs every partition listed"),
+    }
+    println!("     it computes those not kept or whose export objects changed, and reads the others as kept");
+    if let Some(forget) = &spec.forget {
+        println!("     partitions not kept (rows of forgotten persons), after the steps it reads:");
+        for line in forget.trim_end().lines() {
+            println!("       {line}");
+        }
     }
 }

@@ -47,6 +47,11 @@ pub struct RunArgs {
     /// Publish the marts but neither render nor send the report (e.g. for a backfill).
     #[arg(long)]
     pub no_report: bool,
+
+    /// Compute incremental steps from all their input, replacing what earlier runs kept (in a
+    /// backfill, for its first date).
+    #[arg(long)]
+    pub full_refresh: bool,
 }
 
 impl RunArgs {
@@ -57,6 +62,7 @@ impl RunArgs {
             resend: self.resend,
             skip_report: self.no_report,
             checks_only: false,
+            full_refresh: self.full_refresh,
         }
     }
 }

@@ -35,8 +35,8 @@ pub use date::{RunDate, parse_ds};
 pub use diagnostics::{Diagnostic, Diagnostics};
 pub(crate) use files::file_inside;
 pub use model::{
-    Check, Column, CsvSettings, EngineSettings, Format, Mart, Overrides, ParquetSettings, Pipeline, Report, S3Settings,
-    Secret, SmtpSettings, SmtpTls, Source, SqlOrigin, Step, TemplateFile, Transport,
+    Check, Column, CsvSettings, EngineSettings, Format, Incremental, Mart, Overrides, ParquetSettings, Pipeline,
+    Report, S3Settings, Secret, SmtpSettings, SmtpTls, Source, SqlOrigin, Step, TemplateFile, Transport,
 };
 pub use report::DEFAULT_MAX_BYTES;
 pub use values::{parse_compression, parse_engine, parse_type};
@@ -112,7 +112,14 @@ pub fn compile(
     );
     let mut hasher = Sha256::new();
     hasher.update(text.as_bytes());
-    let steps = steps::compile_steps(&mut c, raw.steps, &sql_dir, &ctx, &mut table_names, &mut hasher);
+    let steps = steps::compile_steps(
+        &mut c,
+        raw.steps,
+        &sql_dir,
+        &ctx,
+        (&sources, &mut table_names),
+        &mut hasher,
+    );
     let as_of = date.as_of_rfc3339();
     let mut checks = checks::compile_checks(&mut c, raw.checks, &ctx, &table_names, &as_of, &mut hasher);
     let output = marts::compile_output(&mut c, &raw.output, &ctx);

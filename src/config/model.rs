@@ -171,6 +171,25 @@ pub struct Step {
     /// DataFusion settings (full name, value) that hold while this step is planned and run.
     pub settings: Vec<(String, String)>,
     pub description: Option<String>,
+    /// Kept between runs and computed only for what changed.
+    pub incremental: Option<Incremental>,
+}
+
+/// An incremental step, `by_partition`: its rows of a source partition depend on that
+/// partition's files alone, so a partition is computed once and kept (`_state/steps/<step>/`)
+/// until its export objects change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incremental {
+    /// The Hive-partitioned source the step reads.
+    pub source: String,
+    /// SQL over the source's partition columns: which partitions this run needs (all if none).
+    pub partitions: Option<String>,
+    /// SQL naming the partitions not to keep (rows of forgotten persons), run once the tables it
+    /// reads are computed.
+    pub forget: Option<String>,
+    /// A digest of what the kept results were computed by (the step's SQL and settings, the
+    /// source's definition, lifemap's version): kept results of another definition are rebuilt.
+    pub definition: String,
 }
 
 #[derive(Debug, Clone, PartialEq)]

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use super::diagnostics::{Compiler, is_plain_identifier};
 use super::files::read_inside;
-use super::model::{SqlOrigin, Step};
+use super::model::{Incremental, Source, SqlOrigin, Step};
 use super::template::TemplateContext;
 use lifemap_syntax::pipeline as raw;
 
@@ -19,7 +19,7 @@ pub(super) fn compile_steps(
     raw_steps: Vec<raw::RawStep>,
     sql_dir: &Path,
     ctx: &TemplateContext,
-    table_names: &mut HashSet<String>,
+    (sources, table_names): (&[Source], &mut HashSet<String>),
     hasher: &mut Sha256,
 ) -> Vec<Step> {
     let mut steps = Vec::new();
@@ -42,7 +42,7 @@ pub(super) fn compile_steps(
         }
         steps.push(match step.kmeans {
             Some(_) => kmeans_step(c, &key, &needle, step, ctx),
-            None => sql_step(c, &key, &needle, step, sql_dir, ctx, hasher),
+            None => sql_step(c, (&key, &needle), step, (sql_dir, sources), ctx, hasher),
         });
     }
     check_dependencies(c, &steps, table_names);
@@ -56,6 +56,13 @@ fn kmeans_step(c: &mut Compiler<'_>, key: &str, needle: &str, step: raw::RawStep
             &["steps:", needle],
             key,
             "a step is either SQL (`sql`/`query`) or `kmeans`, not both",
+        );
+    }
+    if step.incremental.is_some() {
+        c.report(
+            &["steps:", needle, "incremental:"],
+            format!("{key}.incremental"),
+            "only SQL steps are incremental: a `kmeans` step clusters all its input at once",
         );
     }
     if !step.settings.is_empty() {
@@ -77,6 +84,7 @@ fn kmeans_step(c: &mut Compiler<'_>, key: &str, needle: &str, step: raw::RawStep
         materialize: Some(true),
         settings: Vec::new(),
         description: step.description,
+        incremental: None,
     }
 }
 
@@ -84,10 +92,9 @@ fn kmeans_step(c: &mut Compiler<'_>, key: &str, needle: &str, step: raw::RawStep
 /// settings go into the pipeline's hash.
 fn sql_step(
     c: &mut Compiler<'_>,
-    key: &str,
-    needle: &str,
+    (key, needle): (&str, &str),
     step: raw::RawStep,
-    sql_dir: &Path,
+    (sql_dir, sources): (&Path, &[Source]),
     ctx: &TemplateContext,
     hasher: &mut Sha256,
 ) -> Step {
@@ -121,9 +128,9 @@ fn sql_step(
             (None, SqlOrigin::Inline)
         }
     };
-    let sql = source_text.and_then(|source_text| {
+    let sql = source_text.as_ref().and_then(|source_text| {
         hasher.update(source_text.as_bytes());
-        match ctx.render_sql(&origin.to_string(), &source_text) {
+        match ctx.render_sql(&origin.to_string(), source_text) {
             Ok(sql) => Some(sql),
             Err(message) => {
                 c.report(&["steps:", needle], key, format!("templating {origin}: {message}"));
@@ -131,6 +138,18 @@ fn sql_step(
             }
         }
     });
+    let incremental = match (step.incremental, &source_text, &sql) {
+        (Some(raw), Some(source_text), Some(sql)) => {
+            let step_sql = StepSql {
+                template: source_text,
+                rendered: sql,
+                origin: &origin,
+                settings: &settings,
+            };
+            compile_incremental(c, (key, needle), raw, &step_sql, sources, ctx)
+        }
+        _ => None,
+    };
     Step {
         name: step.name,
         kmeans: None,
@@ -140,7 +159,111 @@ fn sql_step(
         materialize: step.materialize,
         settings,
         description: step.description,
+        incremental,
     }
+}
+
+/// An SQL step's text, before and after templating, for [`compile_incremental`].
+struct StepSql<'a> {
+    template: &'a str,
+    rendered: &'a str,
+    origin: &'a SqlOrigin,
+    settings: &'a [(String, String)],
+}
+
+/// An incremental step: its source is a partitioned source, its SQL does not change with the
+/// run's date (a partition's rows are computed once, by whichever run first needs them), and its
+/// `partitions` predicate is templated for the run.
+fn compile_incremental(
+    c: &mut Compiler<'_>,
+    (key, needle): (&str, &str),
+    raw: raw::RawIncremental,
+    sql: &StepSql<'_>,
+    sources: &[Source],
+    ctx: &TemplateContext,
+) -> Option<Incremental> {
+    let raw::RawIncrementalKind::ByPartition = raw.kind;
+    let key = format!("{key}.incremental");
+    let needles = ["steps:", needle, "incremental:"];
+    let Some(source) = sources.iter().find(|source| source.name == raw.source) else {
+        let hint = did_you_mean(&raw.source, sources.iter().map(|s| s.name.as_str()))
+            .map(|close| format!("did you mean `{close}`?"));
+        c.report_with_hint(
+            &needles,
+            format!("{key}.source"),
+            format!("`{}` is not a source of this pipeline", raw.source),
+            hint,
+        );
+        return None;
+    };
+    if source.partitions.is_empty() {
+        c.report(
+            &needles,
+            format!("{key}.source"),
+            format!(
+                "source `{}` has no `partitions`: a `by_partition` step needs a Hive-partitioned source",
+                source.name
+            ),
+        );
+        return None;
+    }
+    // Rendered for a day far from this run's: SQL that differs reads the run's date.
+    let other_day = ctx.for_other_date();
+    match other_day.render_sql(&sql.origin.to_string(), sql.template) {
+        Ok(other) if other == sql.rendered => {}
+        Ok(_) => {
+            c.report_with_hint(
+                &needles,
+                key,
+                format!("the SQL of {} changes with the run's date (`ds`, `as_of`)", sql.origin),
+                Some(
+                    "a partition's rows are computed once and reused by later runs: filter by date in the steps that read this one, and choose partitions with `partitions`"
+                        .into(),
+                ),
+            );
+            return None;
+        }
+        Err(_) => return None,
+    }
+    let partitions = match raw.partitions {
+        None => None,
+        Some(text) => match ctx.render_sql(&format!("{key}.partitions"), &text) {
+            Ok(predicate) => Some(predicate),
+            Err(message) => {
+                c.report(&needles, format!("{key}.partitions"), message);
+                return None;
+            }
+        },
+    };
+    let forget = match raw.forget {
+        None => None,
+        Some(text) => match ctx.render_sql(&format!("{key}.forget"), &text) {
+            Ok(sql) => Some(sql),
+            Err(message) => {
+                c.report(&needles, format!("{key}.forget"), message);
+                return None;
+            }
+        },
+    };
+    let mut digest = Sha256::new();
+    digest.update(format!("lifemap {}\n", env!("CARGO_PKG_VERSION")).as_bytes());
+    digest.update(sql.rendered.as_bytes());
+    for (name, value) in sql.settings {
+        digest.update(format!("\n{name}={value}").as_bytes());
+    }
+    // The source as it reads rows; `ds_partition` only says where a run's own day is.
+    let reading = Source {
+        ds_partition: None,
+        ..source.clone()
+    };
+    digest.update(format!("\n{reading:?}").as_bytes());
+    let definition = digest.finalize().iter().map(|byte| format!("{byte:02x}")).collect();
+    Some(Incremental {
+        source: source.name.clone(),
+        partitions,
+        forget,
+        definition,
+    })
 }
 
 /// `depends_on` names sources or steps.

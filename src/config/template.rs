@@ -35,6 +35,33 @@ impl TemplateContext {
         }
     }
 
+    /// The same values for a run on another date (400 days later: another year, month and
+    /// weekday), to tell templates that read the date from those that do not.
+    pub fn for_other_date(&self) -> Self {
+        let mut other = self.clone();
+        let timezone = self
+            .globals
+            .get("timezone")
+            .and_then(|name| name.as_str().and_then(|name| name.parse::<chrono_tz::Tz>().ok()))
+            .unwrap_or(chrono_tz::UTC);
+        let ds = self
+            .globals
+            .get("ds")
+            .and_then(|ds| {
+                ds.as_str()
+                    .and_then(|ds| chrono::NaiveDate::parse_from_str(ds, "%Y-%m-%d").ok())
+            })
+            .unwrap_or_default();
+        let date = RunDate::new(ds + chrono::Duration::days(400), timezone);
+        let fresh = Self::new(&date, &self.vars);
+        for name in ["ds", "ds_nodash", "as_of"] {
+            if let Some(value) = fresh.globals.get(name) {
+                other.globals.insert(name.into(), value.clone());
+            }
+        }
+        other
+    }
+
     /// Names templates may use that are not vars (so vars must not take them).
     pub const RESERVED: [&'static str; 5] = ["ds", "ds_nodash", "as_of", "timezone", "var"];
 

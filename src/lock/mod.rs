@@ -60,7 +60,7 @@ fn is_stale(info: &LockInfo, stale_after: Duration, now: DateTime<Utc>) -> bool 
 
 fn busy(folder: &Location, held: &LockInfo) -> Error {
     Error::Busy(Busy(format!(
-        "another run of this pipeline for this ds holds {}{LOCK_NAME} (run {} on {}, pid {}, since {})",
+        "another run of this pipeline holds {}{LOCK_NAME} (run {} on {}, pid {}, since {})",
         folder.folder_url(),
         held.run_id,
         held.host,

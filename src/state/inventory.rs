@@ -227,7 +227,7 @@ fn compare_source(source: &Source, before: &[ExportObject], now: &[ExportObject]
 
 /// The Hive partition an object's path is in (`dt=2026-10-31`, or `region=eu/dt=...`), for a
 /// partitioned source.
-fn partition_of(source: &Source, path: &str) -> Option<String> {
+pub(crate) fn partition_of(source: &Source, path: &str) -> Option<String> {
     if source.partitions.is_empty() {
         return None;
     }

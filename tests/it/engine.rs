@@ -541,10 +541,7 @@ fn a_run_of_a_ds_another_run_holds_exits_75_and_a_stale_lock_is_taken_over() {
     let outcome = run_shop(&project, &["--ds", "2026-10-31"]);
     assert_eq!(outcome.code, 75, "{}", outcome.stderr);
     assert!(
-        outcome
-            .stderr
-            .contains("another run of this pipeline for this ds holds")
-            && outcome.stderr.contains("(run other-run on "),
+        outcome.stderr.contains("another run of this pipeline holds") && outcome.stderr.contains("(run other-run on "),
         "{}",
         outcome.stderr
     );

@@ -17,7 +17,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::common::{Project, bundled_run, files_below, first_column, run_expecting, run_results};
+use crate::common::{Project, bundled_run, first_column, run_expecting, run_results};
 
 const EVENTS: &[&str] = &[
     r#"{"event_id":"e12","occurred_at":"2026-10-09T01:00:00Z","customer_id":"c5","anonymous_id":null,"event_type":"product_view","channel":"web","properties":{"category":"home"}}"#,
@@ -358,15 +358,7 @@ fn weekly_lifecycle_and_heatmap_in_utc_and_in_new_york() {
 
 /// Every mart's bytes by mart name.
 fn snapshot(project: &Project) -> BTreeMap<String, Vec<u8>> {
-    let root = project.path("marts");
-    files_below(&root)
-        .into_iter()
-        .filter(|f| f.ends_with(".parquet") && !f.starts_with("_runs"))
-        .map(|f| {
-            let mart = f.split('/').next().unwrap_or_default().to_string();
-            (mart, std::fs::read(root.join(&f)).expect("read"))
-        })
-        .collect()
+    crate::common::mart_bytes(project, "marts")
 }
 
 /// Late arrivals: exports file events by day of arrival, so the partitions after ds (up to the

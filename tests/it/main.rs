@@ -5,6 +5,7 @@ mod common;
 mod docs;
 mod engine;
 mod hostile;
+mod incremental;
 mod inputs;
 mod killed_runs;
 mod lifecycle;

@@ -389,3 +389,68 @@ fn a_step_setting_datafusion_does_not_know_names_its_line() {
     let outcome = validate(&with_settings("      datafusion.execution.batch_size: 1024\n"), &[]);
     assert_eq!(outcome.code, 0, "{}{}", outcome.stdout, outcome.stderr);
 }
+
+#[test]
+fn incremental_steps_whose_kept_rows_could_be_wrong_are_refused() {
+    let pipeline = "\
+name: v
+sources:
+  events:
+    location: data/events/
+    format: csv
+    schema:
+      amount: float
+    partitions:
+      dt: date
+  orders:
+    location: data/orders/
+    format: csv
+    schema:
+      amount: float
+steps:
+  - name: dated
+    query: SELECT dt, amount FROM events WHERE dt <= DATE '{{ ds }}'
+    incremental: { kind: by_partition, source: events }
+  - name: joined
+    query: SELECT e.dt, e.amount FROM events e CROSS JOIN orders o
+    incremental: { kind: by_partition, source: events }
+  - name: unpartitioned
+    query: SELECT amount FROM orders
+    incremental: { kind: by_partition, source: orders }
+  - name: fine
+    query: SELECT dt, amount * 2 AS doubled FROM events
+    incremental:
+      kind: by_partition
+      source: events
+      partitions: dt <= DATE '{{ ds }}'
+      forget: SELECT dt FROM fine WHERE doubled < 0 AND dt IN (SELECT dt FROM nowhere)
+output:
+  location: out
+marts:
+  fine: {}
+";
+    let outcome = validate(pipeline, &[]);
+    assert_eq!(outcome.code, 2, "{}{}", outcome.stdout, outcome.stderr);
+    let all = format!("{}{}", outcome.stdout, outcome.stderr);
+    for expected in [
+        "steps.dated.incremental: the SQL of inline query changes with the run's date (`ds`, `as_of`)",
+        "source `orders` has no `partitions`: a `by_partition` step needs a Hive-partitioned source",
+    ] {
+        assert!(all.contains(expected), "expected `{expected}` in:\n{all}");
+    }
+    // Reading other tables shows once the pipeline's references resolve: the same pipeline
+    // without the two steps refused above.
+    let resolvable = pipeline
+        .replace("  - name: dated\n    query: SELECT dt, amount FROM events WHERE dt <= DATE '{{ ds }}'\n    incremental: { kind: by_partition, source: events }\n", "")
+        .replace("  - name: unpartitioned\n    query: SELECT amount FROM orders\n    incremental: { kind: by_partition, source: orders }\n", "");
+    let outcome = validate(&resolvable, &[]);
+    assert_eq!(outcome.code, 2, "{}{}", outcome.stdout, outcome.stderr);
+    let all = format!("{}{}", outcome.stdout, outcome.stderr);
+    for expected in [
+        "step `joined` is incremental by partition of `events` but also reads `orders`",
+        "the `forget` query of step `fine` reads `nowhere`, which is neither a source nor a step",
+    ] {
+        assert!(all.contains(expected), "expected `{expected}` in:\n{all}");
+    }
+    assert!(!all.contains("steps.fine.incremental:"), "{all}");
+}

@@ -296,6 +296,10 @@ pub struct RawStep {
     /// Compute once and keep in memory (for a step many others read); otherwise it is a view.
     #[serde(default)]
     pub materialize: Option<bool>,
+    /// Keep this step's result between runs and compute only what changed (see
+    /// docs/pipeline-reference.md, "Incremental steps").
+    #[serde(default)]
+    pub incremental: Option<RawIncremental>,
     /// DataFusion settings for this step alone, by their full name
     /// (`datafusion.optimizer.subset_repartition_threshold: 2`); a step with settings is
     /// materialized, since they apply where it is computed.
@@ -303,6 +307,32 @@ pub struct RawStep {
     pub settings: IndexMap<String, RawSettingValue>,
     #[serde(default)]
     pub description: Option<String>,
+}
+
+/// How an incremental step folds new input into its state.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIncremental {
+    /// `by_partition`: the step's rows of a source partition depend on that partition alone, so
+    /// each partition is computed once and kept until its export objects change.
+    pub kind: RawIncrementalKind,
+    /// The Hive-partitioned source the step reads (its only input).
+    pub source: String,
+    /// Which of the source's partitions a run needs, as SQL over its partition columns
+    /// (`dt <= DATE '{{ ds }}' + INTERVAL '2 days'`). Default: every listed partition.
+    #[serde(default)]
+    pub partitions: Option<String>,
+    /// SQL giving the partitions (their partition columns) whose rows must not be kept: those
+    /// holding rows of persons who asked to be forgotten. Such a partition is computed from the
+    /// exports by every run that needs it, and never kept, until a re-export leaves the rows out.
+    #[serde(default)]
+    pub forget: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawIncrementalKind {
+    ByPartition,
 }
 
 /// A DataFusion setting's value as YAML writes it; DataFusion parses its text.

@@ -237,12 +237,13 @@ pub fn files_below(dir: &Path) -> Vec<String> {
     out
 }
 
-/// Every mart's Parquet bytes by mart name (marts are written sorted; file names hold the run id).
+/// Every mart's Parquet bytes by mart name (marts are written sorted; file names hold the run id);
+/// what runs keep under `_state/` is not a mart.
 pub fn mart_bytes(project: &Project, marts: &str) -> std::collections::BTreeMap<String, Vec<u8>> {
     let root = project.path(marts);
     files_below(&root)
         .into_iter()
-        .filter(|file| file.ends_with(".parquet") && !file.starts_with("_runs"))
+        .filter(|file| file.ends_with(".parquet") && !file.starts_with('_'))
         .map(|file| {
             let bytes = std::fs::read(root.join(&file)).expect("read mart");
             (file.split('/').next().unwrap_or_default().to_string(), bytes)
