@@ -29,7 +29,7 @@ use object_store::ObjectStoreExt;
 use object_store::buffered::BufWriter;
 use object_store::path::Path as ObjectPath;
 
-use super::{StepOutcome, plan_step, step_error};
+use super::planning::{StepOutcome, plan_step, step_error};
 use crate::config::{Incremental, Source, Step};
 use crate::context::RunContext;
 use crate::error::Error;

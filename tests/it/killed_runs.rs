@@ -1,6 +1,7 @@
 //! Killing a run at any point: a reader following `_SUCCESS` always sees one whole run, and the
 //! next run completes (the killed run's lock is stale at once: its process is gone).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -192,4 +193,161 @@ fn a_run_and_lifemap_cleanup_remove_what_killed_runs_left() {
             .path("out/revenue/ds=2026-10-31/part-dead-run-00000.parquet")
             .exists()
     );
+}
+
+/// Where a killed-run test publishes: a local folder or an S3 prefix, and how to read what a
+/// reader following `_SUCCESS` sees there.
+struct Output<'a> {
+    marts_uri: String,
+    configure: &'a dyn Fn(&mut std::process::Command),
+    /// An object below the output, by path relative to it; `None` when absent.
+    get: &'a dyn Fn(&str) -> Option<Vec<u8>>,
+}
+
+const MARTS: [&str; 11] = [
+    "activity_heatmap",
+    "cohort_retention",
+    "customer_journey",
+    "kpi_summary",
+    "lifecycle_funnel",
+    "lifecycle_status",
+    "nps_monthly",
+    "personas",
+    "quarantine",
+    "trend_series",
+    "trend_summary",
+];
+
+/// Every mart's files of ds 2026-10-31 as its `_SUCCESS` lists them.
+fn committed_marts(output: &Output<'_>) -> BTreeMap<String, Vec<Vec<u8>>> {
+    MARTS
+        .iter()
+        .map(|mart| {
+            let folder = format!("{mart}/ds=2026-10-31");
+            let manifest =
+                (output.get)(&format!("{folder}/_SUCCESS")).unwrap_or_else(|| panic!("{folder} has no _SUCCESS"));
+            let manifest: serde_json::Value = serde_json::from_slice(&manifest).expect("manifest");
+            let files = manifest["files"]
+                .as_array()
+                .expect("files")
+                .iter()
+                .map(|file| {
+                    let name = file["name"].as_str().expect("name");
+                    (output.get)(&format!("{folder}/{name}")).unwrap_or_else(|| panic!("{folder}/{name} is missing"))
+                })
+                .collect();
+            (mart.to_string(), files)
+        })
+        .collect()
+}
+
+/// SIGKILL at `kills` points spread over incremental runs of the bundled pipeline (every other
+/// one recomputing all it keeps, so that kills land while kept files and `state.json` are
+/// written); after each kill the next run must succeed and publish the marts of `expected`.
+fn kill_incremental_runs(output: &Output<'_>, kills: u64, expected: &BTreeMap<String, Vec<Vec<u8>>>) {
+    let exports = format!("{}/data/sample", env!("CARGO_MANIFEST_DIR"));
+    let binary = std::process::Command::cargo_bin("lifemap").expect("binary");
+    let program = binary.get_program().to_owned();
+    let project = Project::new();
+    let command = |extra: &[&str]| {
+        let mut command = std::process::Command::new(&program);
+        command
+            .current_dir(project.path(""))
+            .args(["-q", "run"])
+            .arg(format!(
+                "{}/pipelines/customer_lifecycle.yaml",
+                env!("CARGO_MANIFEST_DIR")
+            ))
+            .args(["--ds", "2026-10-31", "--no-report"])
+            .args(["--var", &format!("exports_uri={exports}"), "--var"])
+            .arg(format!("marts_uri={}", output.marts_uri))
+            .args(["--var", "max_quarantine_share=0.5", "--var", "max_event_age=7d"])
+            .args(extra)
+            .env_remove("LIFEMAP_LOG")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        (output.configure)(&mut command);
+        command
+    };
+    let finish = |mut command: std::process::Command, after: &str| {
+        let outcome = command.output().expect("run");
+        assert!(
+            outcome.status.success(),
+            "{after}: {}",
+            String::from_utf8_lossy(&outcome.stderr)
+        );
+        assert!(
+            committed_marts(output) == *expected,
+            "{after}: the marts differ from a full rebuild's"
+        );
+    };
+    // How long a run that recomputes everything takes here: the kills are spread over it.
+    let started = std::time::Instant::now();
+    finish(command(&["--full-refresh"]), "the first run");
+    let span = started.elapsed().as_millis() as u64;
+    for kill in 0..kills {
+        let extra: &[&str] = if kill % 2 == 0 { &["--full-refresh"] } else { &[] };
+        let mut child = command(extra).spawn().expect("spawn");
+        let after_ms = span * kill / kills;
+        std::thread::sleep(Duration::from_millis(after_ms));
+        let _ = child.kill(); // SIGKILL; the run may have finished already.
+        child.wait().expect("wait");
+        finish(command(&[]), &format!("the run after kill {kill} ({after_ms} ms in)"));
+    }
+}
+
+/// The bundled pipeline's marts of ds 2026-10-31 from a full rebuild with nothing kept.
+fn full_rebuild() -> BTreeMap<String, Vec<Vec<u8>>> {
+    let project = Project::new();
+    let exports = format!("{}/data/sample", env!("CARGO_MANIFEST_DIR"));
+    let mut command = bundled_run(&project, &exports, "marts");
+    command.arg("--no-report");
+    run_expecting(command, 0);
+    let root = project.path("marts");
+    let get = |relative: &str| std::fs::read(root.join(relative)).ok();
+    committed_marts(&Output {
+        marts_uri: String::new(),
+        configure: &|_| {},
+        get: &get,
+    })
+}
+
+#[test]
+fn killed_incremental_runs_on_local_disk_leave_state_the_next_run_trusts() {
+    let expected = full_rebuild();
+    let project = Project::new();
+    let root = project.path("marts");
+    let get = |relative: &str| std::fs::read(root.join(relative)).ok();
+    let output = Output {
+        marts_uri: root.display().to_string(),
+        configure: &|_| {},
+        get: &get,
+    };
+    kill_incremental_runs(&output, 22, &expected);
+}
+
+#[test]
+fn killed_incremental_runs_on_s3_leave_state_the_next_run_trusts() {
+    let expected = full_rebuild();
+    let s3 = crate::common::s3::target("killed-incremental");
+    let get = |relative: &str| {
+        // object_store lists below a folder, not by a key's prefix.
+        let name = format!("marts/{relative}");
+        let folder = name.rsplit_once('/').map_or("", |(folder, _)| folder);
+        s3.list(folder).contains(&name).then(|| s3.get(&name))
+    };
+    let configure = |command: &mut std::process::Command| {
+        command
+            .env("AWS_ACCESS_KEY_ID", &s3.key_id)
+            .env("AWS_SECRET_ACCESS_KEY", &s3.secret)
+            .env("AWS_ENDPOINT", &s3.endpoint)
+            .env("AWS_REGION", &s3.region)
+            .env("AWS_ALLOW_HTTP", "true");
+    };
+    let output = Output {
+        marts_uri: s3.uri("marts"),
+        configure: &configure,
+        get: &get,
+    };
+    kill_incremental_runs(&output, 20, &expected);
 }
