@@ -11,6 +11,8 @@
 //! - [`quality`]: data-quality checks, run before anything is published;
 //! - [`personas`]: k-means clustering steps (customer personas);
 //! - [`marts`]: Parquet written to staging, then published behind a `_SUCCESS` manifest;
+//! - [`history`]: rows of forgotten persons removed from the partitions of other dates;
+//! - [`state`]: what runs keep for the runs after them (inventory, incremental steps' rows);
 //! - [`runner`]: one run end to end, and its `run_results.json`;
 //! - [`cli`]: the `lifemap` command line.
 
@@ -21,6 +23,7 @@ pub mod delivery;
 pub mod engine;
 pub mod error;
 pub mod functions;
+pub mod history;
 pub mod inspect;
 pub mod layout;
 pub mod lock;

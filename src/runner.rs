@@ -152,6 +152,9 @@ pub struct RunResults {
     /// How the sources' objects differ from the last successful run's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub inputs: Option<InputChanges>,
+    /// Rows of forgotten persons this run removed from the partitions of other dates.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub forgotten_in_history: Option<crate::history::Forgotten>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
 }
@@ -185,6 +188,7 @@ impl RunResults {
             },
             report: None,
             inputs: None,
+            forgotten_in_history: None,
             error: None,
         }
     }
@@ -487,6 +491,11 @@ async fn execute_locked(
         && let Err(err) = inventory::save(&run.layout, &inventory).await
     {
         tracing::warn!(error = %err, "could not keep this run's inventory: the next run compares with an older one");
+    }
+    // Forgetting reaches the partitions of other dates once this one is published (a partial
+    // run may not have computed what the conditions read).
+    if options.select.is_empty() {
+        results.forgotten_in_history = Some(crate::history::forget_in_history(run).await?);
     }
     // The report goes out only after every mart it reads is published and every error-level
     // check passed; a partial run (--select) publishes a subset and sends nothing.

@@ -164,6 +164,7 @@ pub fn resolve(pipeline: &Pipeline) -> Result<StepGraph, Diagnostics> {
     let upstream = step_inputs(pipeline, &step_index, &known, &mut problems);
     check_inputs(pipeline, &step_index, &known, &mut problems);
     incremental_inputs(pipeline, &known, &mut problems);
+    mart_forget_inputs(pipeline, &known, &mut problems);
     let order = run_order(&upstream);
     if order.len() < pipeline.steps.len() {
         let stuck: Vec<usize> = (0..pipeline.steps.len()).filter(|i| !order.contains(i)).collect();
@@ -284,6 +285,46 @@ fn incremental_inputs(pipeline: &Pipeline, known: &[&str], problems: &mut Vec<Di
             )),
         }
     }
+}
+
+/// A mart's `forget` condition parses and reads sources or steps.
+fn mart_forget_inputs(pipeline: &Pipeline, known: &[&str], problems: &mut Vec<Diagnostic>) {
+    for mart in &pipeline.marts {
+        let Some(condition) = &mart.forget else { continue };
+        let problem = |message: String, hint: Option<String>| Diagnostic {
+            file: pipeline.file.clone(),
+            line: None,
+            column: None,
+            key: Some(format!("marts.{}.forget", mart.name)),
+            message,
+            hint,
+        };
+        match tables_read(&forget_query(&mart.from, condition)) {
+            Ok(tables) => {
+                for table in tables.iter().filter(|table| !known.contains(&table.as_str())) {
+                    problems.push(problem(
+                        format!(
+                            "the `forget` condition of mart `{}` reads `{table}`, which is neither a source nor a step",
+                            mart.name
+                        ),
+                        did_you_mean(table, known.iter().copied()).map(|close| format!("did you mean `{close}`?")),
+                    ));
+                }
+            }
+            Err(message) => problems.push(problem(
+                format!(
+                    "the `forget` condition of mart `{}` does not parse: {message}",
+                    mart.name
+                ),
+                None,
+            )),
+        }
+    }
+}
+
+/// The rows of `table` a mart's `forget` condition names, as a query (for finding its tables).
+pub fn forget_query(table: &str, condition: &str) -> String {
+    format!("SELECT * FROM {table} WHERE {condition}")
 }
 
 /// Every check's SQL parses and reads sources or steps.
@@ -471,8 +512,23 @@ pub fn schedule(pipeline: &Pipeline, graph: &StepGraph, run: &[usize], marts: &[
             plan.forget_after[at].push(index);
         }
     }
+    // Forgetting in published history runs after publishing: the tables its conditions read
+    // stay to the end.
+    for mart in &pipeline.marts {
+        if let Some(condition) = &mart.forget
+            && let Ok(reads) = tables_read(&forget_query(&mart.from, condition))
+        {
+            let steps = reads
+                .iter()
+                .filter_map(|table| step_index.get(table.as_str()).copied())
+                .collect();
+            touch(pipeline, graph, &mut last_use, steps, run.len());
+        }
+    }
     for (table, at) in last_use {
-        plan.release_after[at].push(table);
+        if let Some(tables) = plan.release_after.get_mut(at) {
+            tables.push(table);
+        }
     }
     plan.release_after.iter_mut().for_each(|tables| tables.sort_unstable());
     plan

@@ -47,7 +47,7 @@ pub(super) fn compile_marts(
     c: &mut Compiler<'_>,
     raw_marts: IndexMap<String, Option<raw::RawMart>>,
     steps: &[Step],
-    default_parquet: &ParquetSettings,
+    (default_parquet, ctx): (&ParquetSettings, &TemplateContext),
 ) -> Vec<Mart> {
     let step_names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
     let mut marts = Vec::new();
@@ -84,11 +84,22 @@ pub(super) fn compile_marts(
             mart.parquet.as_ref(),
             default_parquet,
         );
+        let forget =
+            mart.forget
+                .as_deref()
+                .and_then(|condition| match ctx.render_sql(&format!("{key}.forget"), condition) {
+                    Ok(rendered) => Some(rendered),
+                    Err(message) => {
+                        c.report(&["marts:", &needle, "forget:"], format!("{key}.forget"), message);
+                        None
+                    }
+                });
         marts.push(Mart {
             name,
             from,
             description: mart.description,
             parquet,
+            forget,
         });
     }
     if marts.is_empty() {

@@ -123,7 +123,7 @@ pub fn compile(
     let as_of = date.as_of_rfc3339();
     let mut checks = checks::compile_checks(&mut c, raw.checks, &ctx, &table_names, &as_of, &mut hasher);
     let output = marts::compile_output(&mut c, &raw.output, &ctx);
-    let marts = marts::compile_marts(&mut c, raw.marts, &steps, &output.parquet);
+    let marts = marts::compile_marts(&mut c, raw.marts, &steps, (&output.parquet, &ctx));
     marts::link_change_checks(&mut c, &mut checks, &marts);
     let report = raw
         .report

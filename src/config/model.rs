@@ -230,6 +230,9 @@ pub struct Mart {
     pub from: String,
     pub description: Option<String>,
     pub parquet: ParquetSettings,
+    /// SQL condition naming rows of forgotten persons, applied to the published partitions of
+    /// other dates (see `history`).
+    pub forget: Option<String>,
 }
 
 /// A compiled pipeline for one logical date.

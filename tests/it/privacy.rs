@@ -143,6 +143,16 @@ fn no_output_of_the_bundled_run_holds_a_customer_email() {
     }
 }
 
+/// Whether `text` holds `token` on its own (not inside a longer id or a run id's hex digits).
+fn holds_token(text: &str, token: &str) -> bool {
+    let is_id_char = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    text.match_indices(token).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + token.len()..].chars().next();
+        !before.is_some_and(is_id_char) && !after.is_some_and(is_id_char)
+    })
+}
+
 /// The rows of every mart of a run, as text.
 fn mart_texts(marts: &Path) -> Vec<(String, String)> {
     texts_below(marts)
@@ -155,7 +165,21 @@ fn mart_texts(marts: &Path) -> Vec<(String, String)> {
 fn a_forgotten_customer_leaves_every_mart_with_their_anonymous_trail() {
     // c5 browsed as anonymous a5, logged in, bought o5; one of their events is quarantined.
     let project = crate::lifecycle::shop();
-    run_expecting(bundled_run(&project, "exports", "marts"), 0);
+    // An earlier ds, whose marts hold c5 too (their events are before it).
+    project.write(
+        "exports/events/dt=2026-10-30/part-0.ndjson",
+        r#"{"event_id":"e30","occurred_at":"2026-10-30T10:00:00Z","customer_id":"c1","anonymous_id":null,"event_type":"page_view","channel":"web","properties":{}}"#,
+    );
+    let outbox = project.path("outbox");
+    let run_ds = |ds: &str| {
+        let mut command = crate::common::bundled_run_for(&project, "exports", "marts", ds);
+        command.env("LIFEMAP_OUTBOX", &outbox);
+        run_expecting(command, 0)
+    };
+    run_ds("2026-10-30");
+    run_ds("2026-10-31");
+    let earlier = mart_texts(&project.path("marts/customer_journey/ds=2026-10-30"));
+    assert!(earlier.iter().any(|(_, text)| text.contains("| c5 ")), "{earlier:?}");
     let before = mart_texts(&project.path("marts"));
     for person in ["| c5 ", "\"customer_id\":\"c5\""] {
         assert!(
@@ -169,12 +193,22 @@ fn a_forgotten_customer_leaves_every_mart_with_their_anonymous_trail() {
     );
 
     project.write("exports/suppressions/requests.csv", "customer_id\nc5\n");
-    run_expecting(bundled_run(&project, "exports", "marts"), 0);
-    for (name, text) in mart_texts(&project.path("marts")) {
-        for trace in ["c5", "a5"] {
-            assert!(!text.contains(trace), "{name} still holds {trace}:\n{text}");
+    let outcome = run_ds("2026-10-31");
+    // Every partition of every mart (10-30's rewritten), what runs keep, the archived reports,
+    // the outbox: no trace of c5, their device or their email.
+    let mut outputs = texts_below(&project.path("marts"));
+    outputs.extend(texts_below(&outbox));
+    assert!(
+        outputs.iter().any(|(name, _)| name.starts_with("_reports/")),
+        "reports archived"
+    );
+    for (name, text) in &outputs {
+        for trace in ["c5", "a5", "c5@example.com"] {
+            assert!(!holds_token(text, trace), "{name} still holds {trace}:\n{text}");
         }
     }
+    let results = crate::common::run_results(&project, "marts");
+    assert_eq!(results["forgotten_in_history"]["partitions"], 2, "{}", outcome.stderr);
     let journeys_after = crate::common::first_column(
         &project.path("marts/customer_journey/ds=2026-10-31/"),
         "SELECT COUNT(*) FROM t",

@@ -395,6 +395,11 @@ pub struct RawMart {
     pub description: Option<String>,
     #[serde(default)]
     pub parquet: Option<RawParquet>,
+    /// An SQL condition on the mart's rows (it may read the pipeline's tables) naming the rows of
+    /// persons who asked to be forgotten: each run removes them from the mart's published
+    /// partitions of every other date.
+    #[serde(default)]
+    pub forget: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]

@@ -116,13 +116,18 @@ pub fn run_expecting(command: Command, code: i32) -> Outcome {
 /// `lifemap run` of the bundled customer_lifecycle pipeline for ds 2026-10-31, reading exports
 /// from `exports` and publishing marts under `marts` (both relative to the project or absolute).
 pub fn bundled_run(project: &Project, exports: &str, marts: &str) -> Command {
+    bundled_run_for(project, exports, marts, "2026-10-31")
+}
+
+/// [`bundled_run`] for another `ds`.
+pub fn bundled_run_for(project: &Project, exports: &str, marts: &str, ds: &str) -> Command {
     let mut command = project.lifemap();
     command
         .args([
             "run",
             &format!("{}/pipelines/customer_lifecycle.yaml", env!("CARGO_MANIFEST_DIR")),
         ])
-        .args(["--ds", "2026-10-31"])
+        .args(["--ds", ds])
         .args([
             "--var",
             &format!("exports_uri={exports}"),
