@@ -518,8 +518,10 @@ pub fn schedule(pipeline: &Pipeline, graph: &StepGraph, run: &[usize], marts: &[
         if let Some(condition) = &mart.forget
             && let Ok(reads) = tables_read(&forget_query(&mart.from, condition))
         {
+            // The mart's own step is not read then: its published partitions are.
             let steps = reads
                 .iter()
+                .filter(|table| **table != mart.from)
                 .filter_map(|table| step_index.get(table.as_str()).copied())
                 .collect();
             touch(pipeline, graph, &mut last_use, steps, run.len());
@@ -899,6 +901,43 @@ marts:
         let partial = graph.closure(&[3]);
         let plan = schedule(&pipeline, &graph, &partial, &[1]);
         assert_eq!(plan.checks_after.concat(), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn tables_a_forget_condition_reads_stay_to_the_end_but_not_the_marts_own() {
+        let pipeline = compiled(
+            r#"
+name: schedule
+sources:
+  raw: { location: "in/", format: csv, schema: { id: string } }
+steps:
+  - { name: staged, query: "SELECT id FROM raw", materialize: true }
+  - { name: forgotten, query: "SELECT id FROM raw WHERE id = 'x'", materialize: true }
+  - { name: journeys, query: "SELECT id FROM staged" }
+  - { name: totals, query: "SELECT COUNT(*) AS n FROM journeys" }
+output: { location: out }
+marts:
+  journeys:
+    forget: id IN (SELECT id FROM forgotten)
+  totals: {}
+"#,
+        );
+        let graph = resolve(&pipeline).expect("resolves");
+        let run: Vec<usize> = graph.order.clone();
+        let plan = schedule(&pipeline, &graph, &run, &[0, 1]);
+        let released: Vec<&str> = plan
+            .release_after
+            .concat()
+            .iter()
+            .map(|&i| pipeline.steps[i].name.as_str())
+            .collect();
+        // `forgotten` is read after publishing; `journeys` (a view over `staged`) is not: the
+        // condition reads the mart's published partitions, so neither holds memory to the end.
+        assert!(!released.contains(&"forgotten"), "{released:?}");
+        assert!(
+            released.contains(&"journeys") && released.contains(&"staged"),
+            "{released:?}"
+        );
     }
 
     #[test]

@@ -103,7 +103,10 @@ pub(super) async fn run(run: &RunContext<'_>, step: &Step, spec: &Incremental) -
             to_compute.push(partition.clone());
         }
     }
-    if reasons.keys().any(|r| *r != "new" && !r.starts_with("not kept")) {
+    if reasons
+        .keys()
+        .any(|r| !matches!(*r, "new" | "full refresh") && !r.starts_with("not kept"))
+    {
         tracing::warn!(step = %step.name, ?reasons, "kept partitions are computed again");
     }
     let computed = if to_compute.is_empty() {
