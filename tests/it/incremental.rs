@@ -284,3 +284,150 @@ fn incremental_runs_in_any_order_publish_the_marts_of_a_full_rebuild() {
         .count();
     assert_eq!(listed, on_disk);
 }
+
+/// A small deterministic generator (SplitMix64): the same sequence on every machine.
+struct Dice(u64);
+
+impl Dice {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// The first event id of a generated partition, for sending it again on another day.
+fn first_event_id(project: &Project, day: &str) -> String {
+    use std::io::Read;
+    let folder = project.path(&format!("exports/events/dt={day}"));
+    let file = files_below(&folder)
+        .into_iter()
+        .find(|f| f.ends_with(".gz"))
+        .expect("a generated file");
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(folder.join(file)).expect("open"))
+        .read_to_string(&mut text)
+        .expect("gunzip");
+    let line: serde_json::Value = serde_json::from_str(text.lines().next().expect("a line")).expect("json");
+    line["event_id"].as_str().expect("event_id").to_string()
+}
+
+/// One change to the exports between two runs, as exports really change.
+fn change_exports(project: &Project, change: u64, step: usize, dice: &mut Dice) -> &'static str {
+    let day = |dice: &mut Dice| format!("2026-08-{:02}", 22 + dice.below(8));
+    match change {
+        0 => {
+            // Filed late into a partition runs have kept.
+            project.write(
+                &format!("exports/events/dt={}/part-late-{step}.ndjson", day(dice)),
+                format!(
+                    "{{\"event_id\":\"late-{step}\",\"customer_id\":\"c-late-{step}\",\"event_type\":\"product_view\",\"channel\":\"web\",\"occurred_at\":\"2026-08-20T10:00:00Z\"}}\n"
+                ),
+            );
+            "a late file"
+        }
+        1 => {
+            // An event sent again days later (stamped earlier: the copy kept changes).
+            let id = first_event_id(project, &day(dice));
+            project.write(
+                &format!("exports/events/dt=2026-08-30/part-again-{step}.ndjson"),
+                format!(
+                    "{{\"event_id\":\"{id}\",\"customer_id\":\"c-again\",\"event_type\":\"ad_click\",\"channel\":\"email\",\"occurred_at\":\"2026-08-01T00:00:00Z\"}}\n"
+                ),
+            );
+            "an event id on two days"
+        }
+        2 => {
+            // An order refunded in a later export.
+            let path = project.path("exports/orders/orders.csv.gz");
+            let mut text = String::new();
+            use std::io::Read;
+            flate2::read::GzDecoder::new(std::fs::File::open(&path).expect("orders"))
+                .read_to_string(&mut text)
+                .expect("gunzip");
+            std::fs::write(
+                &path,
+                crate::common::fixture::gzip(&text.replacen(",completed", ",refunded", 1)),
+            )
+            .expect("refund");
+            "a refund"
+        }
+        3 => {
+            // A survey answer, and a broken line to quarantine.
+            project.write(
+                &format!("exports/feedback/more-{step}.csv"),
+                format!("response_id,customer_id,responded_at,nps_score,comment\nR-{step},c-late-0,2026-08-25T10:00:00Z,10,Great\n"),
+            );
+            project.write(
+                &format!("exports/events/dt={}/part-bad-{step}.ndjson", day(dice)),
+                "{\"event_id\": \n",
+            );
+            "an NPS answer and a broken line"
+        }
+        _ => "nothing: days pass",
+    }
+}
+
+#[test]
+fn random_sequences_of_runs_and_export_changes_publish_the_marts_of_full_rebuilds() {
+    let project = Project::new();
+    let mut generate = project.lifemap();
+    generate.args([
+        "sample-data",
+        "--customers",
+        "80",
+        "--days",
+        "40",
+        "--end",
+        "2026-09-02",
+        "--seed",
+        "23",
+        "--out",
+        "exports",
+    ]);
+    run_expecting(generate, 0);
+    // Days after the last activity, with an empty export: thresholds are crossed without a row.
+    project.write("exports/events/dt=2026-09-20/part-0.ndjson", "");
+    let dates = [
+        "2026-08-24",
+        "2026-08-30",
+        "2026-08-31",
+        "2026-09-01",
+        "2026-09-02",
+        "2026-09-20",
+    ];
+    let mut dice = Dice(0x5EED_2026_1207);
+    for step in 0..7 {
+        // Every kind of change comes up; the dates run in a random order.
+        let change = change_exports(&project, step as u64 % 5, step, &mut dice);
+        let ds = dates[dice.below(dates.len() as u64) as usize];
+        let mut command = project.lifemap();
+        command
+            .args(["run", PIPELINE, "--ds", ds, "--no-report"])
+            .args(["--var", "exports_uri=exports", "--var", "marts_uri=inc"])
+            .args(["--var", "max_quarantine_share=0.5", "--var", "max_event_age=60d"])
+            .env("LIFEMAP_TIMEZONE", "Asia/Kolkata");
+        run_expecting(command, 0);
+        let full = format!("full/{step}");
+        let mut rebuild = project.lifemap();
+        rebuild
+            .args(["run", PIPELINE, "--ds", ds, "--no-report"])
+            .args(["--var", "exports_uri=exports", "--var", &format!("marts_uri={full}")])
+            .args(["--var", "max_quarantine_share=0.5", "--var", "max_event_age=60d"])
+            .env("LIFEMAP_TIMEZONE", "Asia/Kolkata");
+        run_expecting(rebuild, 0);
+        let incremental = marts_of(&project.path("inc"), ds);
+        let rebuilt = marts_of(&project.path(&full), ds);
+        assert_eq!(rebuilt.len(), 11, "step {step}");
+        assert!(
+            incremental == rebuilt,
+            "step {step}: after {change}, the marts of {ds} differ from a full rebuild"
+        );
+    }
+}
