@@ -225,25 +225,15 @@ fn compile_incremental(
         }
         Err(_) => return None,
     }
-    let partitions = match raw.partitions {
-        None => None,
-        Some(text) => match ctx.render_sql(&format!("{key}.partitions"), &text) {
-            Ok(predicate) => Some(predicate),
-            Err(message) => {
-                c.report(&needles, format!("{key}.partitions"), message);
-                return None;
-            }
-        },
+    // The optional SQL keys are templated for the run; a template error is reported at its key.
+    let mut render = |name: &str, text: Option<String>| -> Result<Option<String>, ()> {
+        let Some(text) = text else { return Ok(None) };
+        ctx.render_sql(&format!("{key}.{name}"), &text)
+            .map(Some)
+            .map_err(|message| c.report(&needles, format!("{key}.{name}"), message))
     };
-    let forget = match raw.forget {
-        None => None,
-        Some(text) => match ctx.render_sql(&format!("{key}.forget"), &text) {
-            Ok(sql) => Some(sql),
-            Err(message) => {
-                c.report(&needles, format!("{key}.forget"), message);
-                return None;
-            }
-        },
+    let (Ok(partitions), Ok(forget)) = (render("partitions", raw.partitions), render("forget", raw.forget)) else {
+        return None;
     };
     let mut digest = Sha256::new();
     digest.update(format!("lifemap {}\n", env!("CARGO_PKG_VERSION")).as_bytes());
