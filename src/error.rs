@@ -28,6 +28,8 @@ pub mod exit {
     pub const DATA_QUALITY: i32 = 3;
     pub const TEMPORARY: i32 = 75;
     pub const NOTHING_TO_DO: i32 = 99;
+    /// Stopped by SIGTERM or SIGINT (128 + SIGINT, as shells report an interrupted command).
+    pub const CANCELLED: i32 = 130;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,6 +41,10 @@ pub enum Error {
     /// A bad command line or setting found outside the pipeline file.
     #[error("{0}")]
     Usage(String),
+
+    /// The run was stopped on purpose (a signal): nothing half-published, safe to run again.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
 
     /// A setting that is well-formed but unusable (e.g. missing credentials).
     #[error("{0}")]
@@ -73,6 +79,9 @@ pub enum Error {
         #[source]
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+
+    #[error(transparent)]
+    Delta(#[from] DeltaError),
 
     #[error("{context}: {source}")]
     Storage {
@@ -124,6 +133,16 @@ pub fn chain<'a>(
     std::iter::successors(Some(err), |link| link.source())
 }
 
+/// A Delta operation that failed, with what lifemap was doing.
+#[derive(Debug, thiserror::Error)]
+#[error("Delta table {table}: {context}: {source}")]
+pub struct DeltaError {
+    pub table: String,
+    pub context: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
 /// What kind of failure an error chain ends in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
@@ -161,6 +180,7 @@ impl Error {
             Error::NothingToDo(_) => exit::NOTHING_TO_DO,
             Error::Quality(_) | Error::RemovedPartitions(_) => exit::DATA_QUALITY,
             Error::Busy(_) => exit::TEMPORARY,
+            Error::Cancelled(_) => exit::CANCELLED,
             Error::Source { .. } | Error::Report(_) => exit::RUN_FAILED,
             Error::Delivery(err) if err.temporary => exit::TEMPORARY,
             Error::Delivery(_) => exit::RUN_FAILED,
@@ -193,6 +213,9 @@ impl Error {
             (Error::Invalid(_), _) => Some("run `lifemap validate PIPELINE` to list every problem"),
             (Error::RemovedPartitions(_), _) => {
                 Some("restore them, or set `allow_removed_partitions: true` on the source if removing them was meant")
+            }
+            (Error::Cancelled(_), _) => {
+                Some("nothing was half-published and the run's lock is released: run it again when wanted")
             }
             (Error::Busy(_), _) => Some(
                 "two runs of one ds must not publish at once: retry when the other has finished (a lock left by a killed run is taken over once stale)",

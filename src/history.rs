@@ -161,7 +161,8 @@ async fn forget_in_mart(run: &RunContext<'_>, mart: &Mart, forgotten: &mut Forgo
         if matching == 0 {
             continue;
         }
-        let lock = match crate::lock::RunLock::acquire(layout.runs(), layout.run_id(), run.pipeline.lock_timeout).await
+        let lock = match crate::lock::RunLock::acquire(layout.runs(), layout.run_id(), run.pipeline.lock_timeout, None)
+            .await
         {
             Ok(lock) => lock,
             Err(Error::Busy(_)) => {

@@ -20,6 +20,7 @@ pub mod cli;
 pub mod config;
 pub mod context;
 pub mod delivery;
+pub mod delta;
 pub mod engine;
 pub mod error;
 pub mod functions;

@@ -30,7 +30,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Mart, ParquetSettings};
+use crate::config::{Mart, ParquetSettings, TableFormat};
+use crate::delta::PartitionFile;
 use crate::error::Error;
 use crate::layout::OutputLayout;
 use crate::storage::Location;
@@ -49,6 +50,11 @@ pub struct DataFile {
 #[derive(Debug, Clone)]
 pub struct StagedMart {
     pub name: String,
+    pub format: TableFormat,
+    /// Delete the files a rerun replaces at once, even those of a Delta mart (whose earlier
+    /// versions would otherwise keep them for time travel until vacuumed): set for marts with a
+    /// `forget` condition, whose earlier files may hold persons who asked to be forgotten.
+    pub purge_replaced: bool,
     pub files: Vec<DataFile>,
     pub schema: SchemaRef,
     pub duration_ms: u64,
@@ -74,6 +80,9 @@ pub struct Manifest {
     pub bytes: u64,
     pub files: Vec<DataFile>,
     pub lifemap_version: String,
+    /// The version of the Delta table that committed this partition (Delta marts only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delta_version: Option<u64>,
 }
 
 /// Writes and publishes the marts of one run.
@@ -84,6 +93,13 @@ pub struct MartWriter {
 
 fn storage_error(context: String) -> impl FnOnce(object_store::Error) -> Error {
     move |source| Error::Storage { context, source }
+}
+
+fn mart_error_arrow(mart: &str) -> impl Fn(datafusion::arrow::error::ArrowError) -> Error + '_ {
+    move |source| Error::Mart {
+        mart: mart.to_string(),
+        source: Box::new(source),
+    }
 }
 
 fn mart_error(mart: &str) -> impl Fn(datafusion::parquet::errors::ParquetError) -> Error + '_ {
@@ -117,7 +133,26 @@ impl MartWriter {
     /// Execute `frame` and write it to staging as one or more Parquet files.
     pub async fn write(&self, mart: &Mart, frame: DataFrame) -> Result<StagedMart, Error> {
         let started = Instant::now();
-        let schema: SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
+        let frame = match mart.format {
+            TableFormat::Parquet => frame,
+            TableFormat::Delta => crate::delta::compatible_frame(frame).map_err(|source| Error::Engine {
+                context: format!("mart `{}`: casting to Delta types", mart.name),
+                source,
+            })?,
+        };
+        let computed: SchemaRef = std::sync::Arc::new(frame.schema().as_arrow().clone());
+        // A Delta mart's own `ds` column is its partition column, which its files do not hold.
+        let own_ds = match mart.format {
+            TableFormat::Delta => computed.index_of(crate::delta::PARTITION_COLUMN).ok(),
+            TableFormat::Parquet => None,
+        };
+        let schema: SchemaRef = match own_ds {
+            Some(index) => {
+                let others: Vec<usize> = (0..computed.fields().len()).filter(|&i| i != index).collect();
+                std::sync::Arc::new(computed.project(&others).map_err(mart_error_arrow(&mart.name))?)
+            }
+            None => computed,
+        };
         let mut stream = frame.execute_stream().await.map_err(|source| Error::Engine {
             context: format!("computing mart `{}`", mart.name),
             source,
@@ -133,6 +168,17 @@ impl MartWriter {
             if batch.num_rows() == 0 {
                 continue;
             }
+            let batch = match own_ds {
+                Some(index) => {
+                    crate::delta::without_partition_column(&batch, index, self.layout.ds()).map_err(|message| {
+                        Error::Mart {
+                            mart: mart.name.clone(),
+                            source: message.into(),
+                        }
+                    })?
+                }
+                None => batch,
+            };
             if current
                 .as_ref()
                 .is_some_and(|(_, _, _, rows)| *rows >= mart.parquet.max_rows_per_file as u64)
@@ -158,6 +204,8 @@ impl MartWriter {
         }
         Ok(StagedMart {
             name: mart.name.clone(),
+            format: mart.format,
+            purge_replaced: mart.forget.is_some(),
             files,
             schema,
             duration_ms: started.elapsed().as_millis() as u64,
@@ -230,7 +278,22 @@ impl MartWriter {
                     .await
                     .map_err(storage_error(context("moving a file into place")))?;
             }
+            // A Delta mart's commit point for Delta readers is its log; `_SUCCESS` follows it.
+            let delta_version = match mart.format {
+                TableFormat::Parquet => None,
+                TableFormat::Delta => Some(
+                    crate::delta::commit_partition(
+                        &self.layout.mart(&mart.name),
+                        self.layout.ds(),
+                        &mart.schema,
+                        &partition_files(&mart.files),
+                        self.layout.run_id(),
+                    )
+                    .await?,
+                ),
+            };
             let manifest = Manifest {
+                delta_version,
                 pipeline: self.pipeline.clone(),
                 mart: mart.name.clone(),
                 ds: self.layout.ds().to_string(),
@@ -256,7 +319,13 @@ impl MartWriter {
                 .iter()
                 .map(|f| partition.path.clone().join(f.name.as_str()))
                 .collect();
-            for old in earlier.iter().filter(|p| **p != marker && !current.contains(p)) {
+            // Delta keeps replaced files for readers of earlier versions; `lifemap cleanup`
+            // vacuums them once the table's retention has passed.
+            let keep_replaced = mart.format == TableFormat::Delta && !mart.purge_replaced;
+            for old in earlier
+                .iter()
+                .filter(|p| !keep_replaced && **p != marker && !current.contains(p))
+            {
                 self.layout
                     .root()
                     .store
@@ -275,6 +344,17 @@ impl MartWriter {
     pub async fn discard(&self) {
         delete_staged(&self.layout, &self.staging()).await;
     }
+}
+
+fn partition_files(files: &[DataFile]) -> Vec<PartitionFile> {
+    files
+        .iter()
+        .map(|file| PartitionFile {
+            name: file.name.clone(),
+            rows: file.rows,
+            bytes: file.bytes,
+        })
+        .collect()
 }
 
 /// Delete every object under `folder`, a staging folder of the layout's `ds`; returns how many.
@@ -331,7 +411,7 @@ impl Leftovers {
 /// so that no live run of this `ds` is writing.
 pub async fn clear_leftovers<'a>(
     layout: &OutputLayout,
-    marts: impl IntoIterator<Item = &'a str>,
+    marts: impl IntoIterator<Item = &'a Mart>,
 ) -> Result<Leftovers, Error> {
     let mut leftovers = Leftovers {
         staged: delete_staged(layout, &layout.staging_of_ds()).await,
@@ -339,7 +419,7 @@ pub async fn clear_leftovers<'a>(
     };
     let store = &layout.root().store;
     for mart in marts {
-        let partition = layout.partition(mart);
+        let partition = layout.partition(&mart.name);
         let context = || format!("clearing what killed runs left in {}", partition.folder_url());
         let listed: Vec<ObjectPath> = store
             .list(Some(&partition.path))
@@ -361,6 +441,21 @@ pub async fn clear_leftovers<'a>(
                     .collect()
             })
             .unwrap_or_default();
+        // A Delta mart's partition also holds the files of earlier versions, which readers of
+        // those versions need: only files its log never added are a killed run's.
+        let in_log: Vec<ObjectPath> = match mart.format {
+            TableFormat::Parquet => Vec::new(),
+            TableFormat::Delta => crate::delta::referenced_files(&layout.mart(&mart.name))
+                .await?
+                .iter()
+                .map(|relative| {
+                    relative
+                        .split('/')
+                        .fold(layout.mart(&mart.name).path.clone(), |path, part| path.join(part))
+                })
+                .collect(),
+        };
+        let committed: Vec<ObjectPath> = committed.into_iter().chain(in_log).collect();
         for path in listed
             .iter()
             .filter(|path| **path != marker && !committed.contains(path))

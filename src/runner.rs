@@ -10,8 +10,9 @@ use std::time::Instant;
 
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
-use crate::config::Pipeline;
+use crate::config::{Pipeline, TableFormat};
 use crate::context::RunContext;
 use crate::error::{Error, exit};
 use crate::layout::{OutputLayout, RUN_RESULTS};
@@ -38,6 +39,8 @@ pub struct RunOptions {
     pub checks_only: bool,
     /// Compute incremental steps from all their input (see [`RunContext::full_refresh`]).
     pub full_refresh: bool,
+    /// Cancelled by a signal: the run stops at once, except while publishing (see [`cancellable`]).
+    pub cancel: CancellationToken,
 }
 
 /// What became of a mart.
@@ -56,6 +59,10 @@ pub struct MartOutcome {
     pub files: usize,
     pub location: String,
     pub duration_ms: u64,
+    /// The version of the mart's Delta table this run committed (Delta marts only): a reader of
+    /// every mart of one run reads each table at its version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delta_version: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,7 +96,7 @@ impl ErrorReport {
 /// a bad flag): the keys of [`RunResults::summary_line`], so a scheduler reads every exit alike.
 pub fn failure_line(ds: Option<String>, error: &ErrorReport) -> String {
     serde_json::json!({
-        "status": RunStatus::Failed,
+        "status": RunStatus::of_exit_code(error.exit_code),
         "exit_code": error.exit_code,
         "pipeline": null,
         "ds": ds,
@@ -112,6 +119,8 @@ pub enum RunStatus {
     Failed,
     /// Nothing to do: no input for this `ds`.
     Skipped,
+    /// Stopped by a signal.
+    Cancelled,
 }
 
 impl RunStatus {
@@ -120,6 +129,7 @@ impl RunStatus {
         match code {
             exit::SUCCESS => RunStatus::Success,
             exit::NOTHING_TO_DO => RunStatus::Skipped,
+            exit::CANCELLED => RunStatus::Cancelled,
             _ => RunStatus::Failed,
         }
     }
@@ -233,7 +243,7 @@ pub async fn run(
             let lock = if options.checks_only {
                 Ok(None)
             } else {
-                acquire_lock(&run).await.map(Some)
+                acquire_lock(&run, &options.cancel).await.map(Some)
             };
             match lock {
                 Ok(lock) => {
@@ -282,14 +292,33 @@ pub async fn run(
     (results, outcome)
 }
 
-/// The lock of this pipeline's `ds` (see [`crate::lock`]).
-async fn acquire_lock(run: &RunContext<'_>) -> Result<crate::lock::RunLock, Error> {
-    crate::lock::RunLock::acquire(run.layout.runs(), &run.run_id, run.pipeline.lock_timeout).await
+/// The lock of this pipeline's `ds` (see [`crate::lock`]); losing it cancels the run.
+async fn acquire_lock(run: &RunContext<'_>, cancel: &CancellationToken) -> Result<crate::lock::RunLock, Error> {
+    crate::lock::RunLock::acquire(
+        run.layout.runs(),
+        &run.run_id,
+        run.pipeline.lock_timeout,
+        Some(cancel.clone()),
+    )
+    .await
 }
 
 async fn clear_leftovers(run: &RunContext<'_>) -> Result<(), Error> {
-    let marts = run.pipeline.marts.iter().map(|mart| mart.name.as_str());
-    crate::marts::clear_leftovers(&run.layout, marts).await.map(|_| ())
+    crate::marts::clear_leftovers(&run.layout, &run.pipeline.marts)
+        .await
+        .map(|_| ())
+}
+
+/// Vacuum every Delta mart: delete the files its log removed longer ago than its retention.
+/// Returns the files deleted per mart.
+pub async fn vacuum_delta_marts(pipeline: &Pipeline) -> Result<BTreeMap<String, usize>, Error> {
+    let run = RunContext::local(pipeline, &format!("cleanup-{}", new_run_id()))?;
+    let mut vacuumed = BTreeMap::new();
+    for mart in pipeline.marts.iter().filter(|mart| mart.format == TableFormat::Delta) {
+        let deleted = crate::delta::vacuum(&run.layout.mart(&mart.name)).await?;
+        vacuumed.insert(mart.name.clone(), deleted);
+    }
+    Ok(vacuumed)
 }
 
 /// What `lifemap cleanup` did for one `ds`.
@@ -314,17 +343,17 @@ pub async fn cleanup(pipeline: &Pipeline, only: Option<&str>) -> Result<Vec<Clea
     let mut cleaned = Vec::with_capacity(dates.len());
     for ds in dates {
         let layout = run.layout.for_ds(&ds);
-        let lock = match crate::lock::RunLock::acquire(layout.runs(), layout.run_id(), pipeline.lock_timeout).await {
-            Ok(lock) => lock,
-            Err(Error::Busy(busy)) => {
-                tracing::warn!(ds, %busy, "a run of this ds is in progress: left alone");
-                cleaned.push(Cleaned { ds, removed: None });
-                continue;
-            }
-            Err(err) => return Err(err),
-        };
-        let marts = pipeline.marts.iter().map(|mart| mart.name.as_str());
-        let removed = crate::marts::clear_leftovers(&layout, marts).await;
+        let lock =
+            match crate::lock::RunLock::acquire(layout.runs(), layout.run_id(), pipeline.lock_timeout, None).await {
+                Ok(lock) => lock,
+                Err(Error::Busy(busy)) => {
+                    tracing::warn!(ds, %busy, "a run of this ds is in progress: left alone");
+                    cleaned.push(Cleaned { ds, removed: None });
+                    continue;
+                }
+                Err(err) => return Err(err),
+            };
+        let removed = crate::marts::clear_leftovers(&layout, &pipeline.marts).await;
         lock.release().await;
         cleaned.push(Cleaned {
             ds,
@@ -436,7 +465,15 @@ async fn execute(
 ) -> Result<(), Error> {
     // Incremental steps keep state shared by every `ds`: one run at a time reads and changes it.
     let state_lock = if run.pipeline.steps.iter().any(|step| step.incremental.is_some()) {
-        Some(crate::lock::RunLock::acquire(run.layout.state(), &run.run_id, run.pipeline.lock_timeout).await?)
+        Some(
+            crate::lock::RunLock::acquire(
+                run.layout.state(),
+                &run.run_id,
+                run.pipeline.lock_timeout,
+                Some(options.cancel.clone()),
+            )
+            .await?,
+        )
     } else {
         None
     };
@@ -454,18 +491,22 @@ async fn execute_locked(
     results: &mut RunResults,
 ) -> Result<(), Error> {
     let pipeline = run.pipeline;
+    let cancel = &options.cancel;
     let graph = transform::resolve(pipeline)?;
     let targets = targets(pipeline, &graph, options)?;
-    progress.message("checking inputs");
-    sources::check_ds_input(run).await?;
-    progress.message("registering sources");
-    results.sources = sources::register_all(run).await?;
-    results.totals.source_files = results.sources.iter().map(|s| s.files).sum();
-    results.totals.source_bytes = results.sources.iter().map(|s| s.bytes).sum();
-    let inventory = compare_inputs(run, results).await?;
+    let inventory = cancellable(cancel, async {
+        progress.message("checking inputs");
+        sources::check_ds_input(run).await?;
+        progress.message("registering sources");
+        results.sources = sources::register_all(run).await?;
+        results.totals.source_files = results.sources.iter().map(|s| s.files).sum();
+        results.totals.source_bytes = results.sources.iter().map(|s| s.bytes).sum();
+        compare_inputs(run, results).await
+    })
+    .await?;
 
     let writer = MartWriter::new(run.layout.clone(), &pipeline.name);
-    let staged = match compute(run, &graph, &targets, &writer, progress, results).await {
+    let staged = match cancellable(cancel, compute(run, &graph, &targets, &writer, progress, results)).await {
         Ok(staged) => staged,
         Err(err) => {
             writer.discard().await;
@@ -480,7 +521,9 @@ async fn execute_locked(
         writer.discard().await;
         return Ok(());
     }
+    // Not cancellable: a signal while publishing lets every mart's partition change, then stops.
     progress.message("publishing");
+    tracing::info!(marts = staged.len(), "publishing");
     if let Err(err) = publish(&writer, &staged, results).await {
         writer.discard().await;
         return Err(err);
@@ -492,20 +535,42 @@ async fn execute_locked(
     {
         tracing::warn!(error = %err, "could not keep this run's inventory: the next run compares with an older one");
     }
+    if cancel.is_cancelled() {
+        return Err(cancelled());
+    }
     // Forgetting reaches the partitions of other dates once this one is published (a partial
     // run may not have computed what the conditions read).
     if options.select.is_empty() {
         results.forgotten_in_history = Some(crate::history::forget_in_history(run).await?);
     }
     // The report goes out only after every mart it reads is published and every error-level
-    // check passed; a partial run (--select) publishes a subset and sends nothing.
+    // check passed; a partial run (--select) publishes a subset and sends nothing. Cancelled
+    // before the mail server accepted it, it goes out with the next run of this ds.
     if let Some(report) = &pipeline.report
         && options.select.is_empty()
         && !options.skip_report
     {
-        results.report = Some(send_report(run, report, options.resend, progress, results).await?);
+        let sent = cancellable(cancel, send_report(run, report, options.resend, progress, results)).await?;
+        results.report = Some(sent);
     }
     Ok(())
+}
+
+fn cancelled() -> Error {
+    Error::Cancelled("stopped by a signal (SIGTERM or SIGINT), or on losing the run's lock (see the log)".to_string())
+}
+
+/// `work`, unless `cancel` fires first: then `work` is dropped, and with it its running queries
+/// and the tasks they spawned, and the run ends with [`Error::Cancelled`].
+async fn cancellable<T>(
+    cancel: &CancellationToken,
+    work: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    tokio::select! {
+        biased;
+        () = cancel.cancelled() => Err(cancelled()),
+        outcome = work => outcome,
+    }
 }
 
 /// List what changed in the exports since the last successful run, say so, and refuse to run
@@ -641,6 +706,7 @@ async fn publish(writer: &MartWriter, staged: &[StagedMart], results: &mut RunRe
             files: manifest.files.len(),
             location: writer.partition(&mart.name).folder_url(),
             duration_ms: mart.duration_ms,
+            delta_version: manifest.delta_version,
         })
         .collect();
     results.totals.rows = results.marts.iter().map(|m| m.rows).sum();

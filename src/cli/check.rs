@@ -48,6 +48,7 @@ pub(super) async fn run(args: &CheckArgs, progress_allowed: bool) -> i32 {
         skip_report: true,
         checks_only: true,
         full_refresh: false,
+        cancel: super::run::cancel_on_signals(None),
     };
     let progress = Progress::new(options.progress);
     let (results, outcome) = runner::run(&pipeline, &options, &progress).await;

@@ -1,5 +1,6 @@
-//! `lifemap cleanup`: remove what killed runs left behind, for one `ds` or every one. A run does
-//! this for its own `ds` before anything else; this command is for the dates no run will revisit.
+//! `lifemap cleanup`: remove what killed runs left behind, for one `ds` or every one, and vacuum
+//! Delta marts. A run does the first for its own `ds` before anything else; this command is for
+//! the dates no run will revisit.
 
 use std::path::PathBuf;
 
@@ -27,8 +28,9 @@ pub struct CleanupArgs {
     pub vars: Vec<(String, String)>,
 }
 
-/// Prints one JSON line: the dates looked at, what was removed, and the dates left alone because
-/// a run holds their lock (then exits 75, so a scheduler retries).
+/// Prints one JSON line: the dates looked at, what was removed, the dates left alone because a
+/// run holds their lock (then exits 75, so a scheduler retries), and per Delta mart the files its
+/// vacuum deleted.
 pub(super) async fn run(args: &CleanupArgs) -> Result<i32, Error> {
     let overrides = Overrides {
         ds: args.ds,
@@ -38,6 +40,7 @@ pub(super) async fn run(args: &CleanupArgs) -> Result<i32, Error> {
     let pipeline = config::load(&args.pipeline, &overrides)?;
     let only = args.ds.map(|_| pipeline.date.ds_string());
     let cleaned = runner::cleanup(&pipeline, only.as_deref()).await?;
+    let vacuumed = runner::vacuum_delta_marts(&pipeline).await?;
     let mut removed = Leftovers::default();
     let mut busy = Vec::new();
     for date in &cleaned {
@@ -55,6 +58,7 @@ pub(super) async fn run(args: &CleanupArgs) -> Result<i32, Error> {
             "dates": cleaned.len(),
             "removed": removed,
             "busy": busy,
+            "vacuumed": vacuumed,
             "cleaned": cleaned.iter().filter(|date| date.removed.is_some_and(|r| r.any())).collect::<Vec<_>>(),
         })
     );

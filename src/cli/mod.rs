@@ -13,6 +13,7 @@ mod plan;
 mod report;
 mod run;
 mod sample_data;
+mod unlock;
 mod validate;
 
 use std::io::IsTerminal;
@@ -39,7 +40,9 @@ Exit codes:
   3   data-quality failure: nothing was published
   75  temporary failure (storage, network or mail server unavailable, or another run of
       this ds in progress): safe to retry
-  99  nothing to do: no input for this ds (mark the task skipped)";
+  99  nothing to do: no input for this ds (mark the task skipped)
+  130 cancelled by SIGTERM or SIGINT: nothing half-published, the lock released; safe to
+      run again (a second signal exits at once; the next run clears what it left)";
 
 /// Customer lifecycle analytics: YAML pipelines of DataFusion SQL that publish Parquet marts.
 #[derive(Debug, Parser)]
@@ -89,6 +92,9 @@ pub enum Command {
     /// list) for --ds or every date, each under its ds's lock. Prints one JSON line; exits 75
     /// when a run in progress holds a date's lock.
     Cleanup(cleanup::CleanupArgs),
+    /// Remove the run lock of --ds (or, with --state, of the kept state) whoever holds it, for a
+    /// holder known to be dead; prints one JSON line naming it.
+    Unlock(unlock::UnlockArgs),
     /// Write a deterministic sample of customer exports (events, orders, customers, feedback).
     SampleData(SampleArgs),
     /// Start a Ballista scheduler with lifemap's SQL functions and S3 access (see `--engine`).
@@ -118,6 +124,8 @@ pub fn main() -> ExitCode {
         }
     };
     let code = runtime.block_on(dispatch(cli));
+    // A cancelled run may leave a blocking task (a k-means fit) computing: do not wait for it.
+    runtime.shutdown_background();
     ExitCode::from(u8::try_from(code).unwrap_or(1))
 }
 
@@ -176,6 +184,10 @@ async fn dispatch(cli: Cli) -> i32 {
         Command::Plan(args) => finish(plan::run(&args).await),
         Command::Report(args) => finish(report::run(&args).await),
         Command::Cleanup(args) => match cleanup::run(&args).await {
+            Ok(code) => code,
+            Err(err) => finish(Err(err)),
+        },
+        Command::Unlock(args) => match unlock::run(&args).await {
             Ok(code) => code,
             Err(err) => finish(Err(err)),
         },

@@ -8,9 +8,10 @@ use super::args::{PipelineArgs, overrides, parse_engine_flag, parse_size};
 use super::output::print_error;
 use crate::config;
 use crate::config::parse_ds;
-use crate::error::Error;
+use crate::error::{Error, exit};
 use crate::progress::Progress;
 use crate::runner::{self, RunOptions};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -56,7 +57,9 @@ pub struct RunArgs {
 
 impl RunArgs {
     pub(super) fn options(&self, progress: bool) -> RunOptions {
+        let ds = self.pipeline.ds.or(self.from).map(|ds| ds.to_string());
         RunOptions {
+            cancel: cancel_on_signals(ds),
             select: self.select.clone(),
             progress,
             resend: self.resend,
@@ -110,6 +113,43 @@ pub(super) async fn run_date(args: &RunArgs, ds: Option<NaiveDate>, options: &Ru
 pub(super) async fn run(args: RunArgs, progress: bool) -> i32 {
     let options = args.options(progress);
     run_date(&args, args.pipeline.ds, &options).await.exit_code
+}
+
+/// A token cancelled by the first SIGTERM or SIGINT; the second exits at once, with exit code
+/// 130 and its JSON line (for `ds`), leaving what the run had started for the next run to clear.
+pub(super) fn cancel_on_signals(ds: Option<String>) -> CancellationToken {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    let (Ok(mut terminate), Ok(mut interrupt)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+    else {
+        tracing::warn!("cannot listen for signals: SIGTERM and SIGINT stop the run without cleaning up");
+        return token;
+    };
+    tokio::spawn(async move {
+        let name = tokio::select! {
+            _ = terminate.recv() => "SIGTERM",
+            _ = interrupt.recv() => "SIGINT",
+        };
+        tracing::warn!(
+            signal = name,
+            "stopping: queries are cancelled and nothing is half-published; a second signal exits at once"
+        );
+        cancel.cancel();
+        tokio::select! {
+            _ = terminate.recv() => {},
+            _ = interrupt.recv() => {},
+        }
+        let report = runner::ErrorReport {
+            message: "cancelled: a second signal stopped the run at once; the next run of this ds clears what it left"
+                .to_string(),
+            exit_code: exit::CANCELLED,
+            hint: None,
+        };
+        println!("{}", runner::failure_line(ds, &report));
+        std::process::exit(exit::CANCELLED);
+    });
+    token
 }
 
 /// A run that cannot start: the error on stderr, the JSON summary line on stdout.

@@ -7,7 +7,7 @@ use indexmap::IndexMap;
 use lifemap_syntax::suggest::did_you_mean;
 
 use super::diagnostics::{Compiler, is_plain_identifier};
-use super::model::{Check, Mart, ParquetSettings, Step};
+use super::model::{Check, Mart, ParquetSettings, Step, TableFormat};
 use super::template::TemplateContext;
 use super::values::parse_compression;
 use lifemap_syntax::pipeline::{self as raw, RawParquet};
@@ -17,13 +17,14 @@ pub(super) struct Output {
     pub location: String,
     pub lock_timeout: Duration,
     pub parquet: ParquetSettings,
+    pub format: TableFormat,
 }
 
 pub(super) fn compile_output(c: &mut Compiler<'_>, raw: &raw::RawOutput, ctx: &TemplateContext) -> Output {
     let lock_timeout = c.duration(
         "output.lock_timeout",
         raw.lock_timeout.as_deref(),
-        Duration::from_secs(6 * 3600),
+        Duration::from_secs(120),
     );
     let location = c
         .templated("output.location", &["output:", "location:"], &raw.location, ctx)
@@ -39,6 +40,7 @@ pub(super) fn compile_output(c: &mut Compiler<'_>, raw: &raw::RawOutput, ctx: &T
         location,
         lock_timeout,
         parquet,
+        format: compile_format(c, "output.format", &["output:", "format:"], raw.format.as_deref()).unwrap_or_default(),
     }
 }
 
@@ -47,7 +49,7 @@ pub(super) fn compile_marts(
     c: &mut Compiler<'_>,
     raw_marts: IndexMap<String, Option<raw::RawMart>>,
     steps: &[Step],
-    (default_parquet, ctx): (&ParquetSettings, &TemplateContext),
+    (output, ctx): (&Output, &TemplateContext),
 ) -> Vec<Mart> {
     let step_names: Vec<&str> = steps.iter().map(|s| s.name.as_str()).collect();
     let mut marts = Vec::new();
@@ -82,7 +84,7 @@ pub(super) fn compile_marts(
             &format!("{key}.parquet"),
             &["marts:", &needle, "parquet:"],
             mart.parquet.as_ref(),
-            default_parquet,
+            &output.parquet,
         );
         let forget =
             mart.forget
@@ -99,6 +101,13 @@ pub(super) fn compile_marts(
             from,
             description: mart.description,
             parquet,
+            format: compile_format(
+                c,
+                &format!("{key}.format"),
+                &["marts:", &needle, "format:"],
+                mart.format.as_deref(),
+            )
+            .unwrap_or(output.format),
             forget,
         });
     }
@@ -121,6 +130,23 @@ pub(super) fn link_change_checks(c: &mut Compiler<'_>, checks: &mut [Check], mar
                 format!("checks.{}.row_count.max_change_percent", check.name),
                 format!("`{table}` is published as no mart, so it has no previous partition to compare with"),
             ),
+        }
+    }
+}
+
+/// `parquet` or `delta` (after `${VAR}` interpolation); `None` when not given.
+fn compile_format(c: &mut Compiler<'_>, key: &str, needles: &[&str], raw: Option<&str>) -> Option<TableFormat> {
+    let text = c.env_value(key, raw?)?.value;
+    match text.as_str() {
+        "parquet" => Some(TableFormat::Parquet),
+        "delta" => Some(TableFormat::Delta),
+        other => {
+            c.report(
+                needles,
+                key.to_string(),
+                format!("`{other}` is not a mart format: use `parquet` or `delta`"),
+            );
+            None
         }
     }
 }

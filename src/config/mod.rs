@@ -36,7 +36,7 @@ pub use diagnostics::{Diagnostic, Diagnostics};
 pub(crate) use files::file_inside;
 pub use model::{
     Check, Column, CsvSettings, EngineSettings, Format, Incremental, Mart, Overrides, ParquetSettings, Pipeline,
-    Report, S3Settings, Secret, SmtpSettings, SmtpTls, Source, SqlOrigin, Step, TemplateFile, Transport,
+    Report, S3Settings, Secret, SmtpSettings, SmtpTls, Source, SqlOrigin, Step, TableFormat, TemplateFile, Transport,
 };
 pub use report::DEFAULT_MAX_BYTES;
 pub use values::{parse_compression, parse_engine, parse_type};
@@ -123,7 +123,7 @@ pub fn compile(
     let as_of = date.as_of_rfc3339();
     let mut checks = checks::compile_checks(&mut c, raw.checks, &ctx, &table_names, &as_of, &mut hasher);
     let output = marts::compile_output(&mut c, &raw.output, &ctx);
-    let marts = marts::compile_marts(&mut c, raw.marts, &steps, (&output.parquet, &ctx));
+    let marts = marts::compile_marts(&mut c, raw.marts, &steps, (&output, &ctx));
     marts::link_change_checks(&mut c, &mut checks, &marts);
     let report = raw
         .report

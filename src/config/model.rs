@@ -192,6 +192,17 @@ pub struct Incremental {
     pub definition: String,
 }
 
+/// How a mart is published (see `marts` and `delta`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TableFormat {
+    /// Parquet files per `ds=` partition, committed by a `_SUCCESS` manifest.
+    #[default]
+    Parquet,
+    /// The same files, also committed to a Delta Lake table partitioned by `ds`.
+    Delta,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParquetSettings {
     pub compression: Compression,
@@ -230,6 +241,7 @@ pub struct Mart {
     pub from: String,
     pub description: Option<String>,
     pub parquet: ParquetSettings,
+    pub format: TableFormat,
     /// SQL condition naming rows of forgotten persons, applied to the published partitions of
     /// other dates (see `history`).
     pub forget: Option<String>,

@@ -47,6 +47,9 @@ pub enum DeliveryStatus {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     pub status: DeliveryStatus,
+    /// 1 for the first delivery of this ds's report, then one more per `--resend`.
+    #[serde(default = "first_delivery")]
+    pub delivery: u32,
     pub transport: String,
     pub message_id: String,
     pub subject: String,
@@ -123,6 +126,27 @@ pub async fn read_marker(layout: &OutputLayout) -> Result<Option<DeliveryRecord>
     })
 }
 
+fn first_delivery() -> u32 {
+    1
+}
+
+/// The Message-ID of the `delivery`-th delivery of a `ds`'s report: the same for every attempt
+/// of that delivery, so that a retry after a crash between the server's acceptance and the
+/// delivery marker is the same message to mail systems that drop duplicates (a run id would make
+/// it a second, different one). Scoped to the output location, since two deployments may run
+/// pipelines of one name; the domain is the sender's.
+fn message_id(pipeline: &str, report: &Report, layout: &crate::layout::OutputLayout, delivery: u32) -> String {
+    use sha2::{Digest, Sha256};
+    let scope = Sha256::digest(layout.root().url.as_str().as_bytes());
+    let scope: String = scope.iter().take(6).map(|byte| format!("{byte:02x}")).collect();
+    format!(
+        "<{}.{}.{delivery}.{scope}@{}>",
+        layout.ds(),
+        pipeline.replace('_', "-"),
+        report.from.email.domain()
+    )
+}
+
 /// Archive the report, then send it unless this `ds` was sent before (and `resend` is off).
 pub async fn deliver(
     run: &RunContext<'_>,
@@ -135,13 +159,14 @@ pub async fn deliver(
     storage::put(&archive, REPORT_ARCHIVE, rendered.standalone_html().into_bytes()).await?;
     let archive_url = format!("{}{REPORT_ARCHIVE}", archive.folder_url());
 
-    if !resend && let Some(mut earlier) = read_marker(&run.layout).await? {
+    let earlier = read_marker(&run.layout).await?;
+    if !resend && let Some(mut earlier) = earlier {
         tracing::info!(ds = %ds, sent_at = %earlier.sent_at, "report already sent for this ds; --resend sends it again");
         earlier.status = DeliveryStatus::AlreadySent;
         return Ok(earlier);
     }
-
-    let message_id = format!("<{run_id}.{}.{ds}@lifemap>", pipeline.name.replace('_', "-"));
+    let delivery = earlier.map_or(1, |sent| sent.delivery + 1);
+    let message_id = message_id(&pipeline.name, report, &run.layout, delivery);
     let message = build_message(report, rendered, &message_id)?;
     let bytes = message.formatted();
     if bytes.len() as u64 > report.max_bytes {
@@ -169,6 +194,7 @@ pub async fn deliver(
     };
     let record = DeliveryRecord {
         status: DeliveryStatus::Sent,
+        delivery,
         transport,
         message_id,
         subject: rendered.subject.clone(),

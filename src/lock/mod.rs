@@ -1,21 +1,34 @@
-//! One run per pipeline and `ds` at a time: a lock object created with a conditional put.
+//! One run per pipeline and `ds` at a time: a lock with a lease, taken by a claim protocol that
+//! holds even on stores that ignore conditional writes.
 //!
-//! `<output>/_runs/ds=<ds>/_lock` is created with `PutMode::Create`, which the store performs
-//! atomically (a local rename without replace; on S3 `If-None-Match: *`), so of two runs starting
-//! together exactly one creates it; the other exits 75 and a scheduler retries it later. A store
-//! that ignores the condition (Garage 2.5 does) still refuses a run while a lock exists, and the
-//! run reads its lock back; only two runs starting within the same moment could both pass. The lock
-//! is deleted when the run ends, however it ends. A lock left by a run that was killed is stale
-//! when its process is gone (same host) or it is older than the stale timeout; the next run then
-//! takes it over.
+//! ```text
+//!   <folder>/_lock                    the holder: run id, host, pid, lease expiry
+//!   <folder>/_lock.claims/<run_id>    one claim per run trying to take it
+//! ```
+//!
+//! A run reads `_lock`: held and live, it stops (exit 75). Otherwise it writes its claim, waits
+//! a moment longer than the store's timestamps are coarse, and lists the claims; the live claim
+//! with the earliest store timestamp (then the smallest run id) wins, writes `_lock` and keeps
+//! its claim until it releases; every other run removes its claim and stops. Of runs starting
+//! together each sees the same claims and picks the same winner; a claim written after the
+//! winner listed carries a later timestamp than the winner's, so its run stands down too. No
+//! step needs `If-None-Match` (Garage 2.5 accepts it and ignores it).
+//!
+//! The holder renews its lease every quarter of it (a heartbeat). A lock whose lease ran out, or
+//! whose process is gone (same host), is taken over with a warning naming its holder; a holder
+//! that finds its lock taken over stops its run. The lock and the claim are deleted when the run
+//! ends, however it ends; `lifemap unlock` removes a lock on purpose.
 
 pub mod error;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use futures::TryStreamExt;
+use object_store::ObjectStoreExt;
+use object_store::path::Path as ObjectPath;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 use crate::error::Error;
 use crate::storage::Location;
@@ -24,19 +37,27 @@ use error::Busy;
 /// The name of the lock object in the run's `_runs/ds=<ds>/` folder.
 pub use crate::layout::LOCK as LOCK_NAME;
 
-/// What a lock object holds: who holds it, since when.
+/// The folder of the claims next to the lock.
+fn claims_name() -> String {
+    format!("{LOCK_NAME}.claims")
+}
+
+/// What a lock or a claim holds: who, since when, until when unless renewed.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LockInfo {
     pub run_id: String,
     pub host: String,
     pub pid: u32,
     pub acquired_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
 }
 
 /// A held lock; [`RunLock::release`] deletes it.
 #[derive(Debug)]
 pub struct RunLock {
     folder: Location,
+    run_id: String,
+    heartbeat: tokio::task::JoinHandle<()>,
 }
 
 fn this_host() -> String {
@@ -46,26 +67,31 @@ fn this_host() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Whether the run that wrote `info` can no longer be running.
-fn is_stale(info: &LockInfo, stale_after: Duration, now: DateTime<Utc>) -> bool {
-    let age = now.signed_duration_since(info.acquired_at).to_std().unwrap_or_default();
-    if age > stale_after {
-        return true;
-    }
-    // On the same host a dead process is certain; elsewhere only the age can tell.
-    info.host == this_host()
-        && cfg!(target_os = "linux")
-        && !std::path::Path::new(&format!("/proc/{}", info.pid)).exists()
+/// Whether the run that wrote `info` can no longer hold it: its lease ran out, or its process is
+/// gone (only knowable on the same host).
+fn is_stale(info: &LockInfo, now: DateTime<Utc>) -> bool {
+    info.expires_at < now
+        || (info.host == this_host()
+            && cfg!(target_os = "linux")
+            && !std::path::Path::new(&format!("/proc/{}", info.pid)).exists())
+}
+
+fn describe(held: &LockInfo) -> String {
+    format!(
+        "run {} on {}, pid {}, since {}, lease until {}",
+        held.run_id,
+        held.host,
+        held.pid,
+        held.acquired_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        held.expires_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )
 }
 
 fn busy(folder: &Location, held: &LockInfo) -> Error {
     Error::Busy(Busy(format!(
-        "another run of this pipeline holds {}{LOCK_NAME} (run {} on {}, pid {}, since {})",
+        "another run of this pipeline holds {}{LOCK_NAME} ({})",
         folder.folder_url(),
-        held.run_id,
-        held.host,
-        held.pid,
-        held.acquired_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        describe(held)
     )))
 }
 
@@ -74,89 +100,208 @@ fn storage_error(folder: &Location, action: &str) -> impl FnOnce(object_store::E
     move |source| Error::Storage { context, source }
 }
 
+/// How long a claim waits before listing the others: longer than the store's timestamps are
+/// coarse (S3 and most compatible servers: one second; a local filesystem: a clock tick).
+fn settle_time(folder: &Location) -> Duration {
+    if folder.url.scheme() == "file" {
+        Duration::from_millis(50)
+    } else {
+        Duration::from_millis(1100)
+    }
+}
+
+async fn read_lock(folder: &Location) -> Result<Option<Option<LockInfo>>, Error> {
+    Ok(crate::storage::get(folder, LOCK_NAME)
+        .await?
+        .map(|bytes| serde_json::from_slice::<LockInfo>(&bytes).ok()))
+}
+
+fn info(run_id: &str, lease: Duration) -> LockInfo {
+    let now = Utc::now();
+    LockInfo {
+        run_id: run_id.to_string(),
+        host: this_host(),
+        pid: std::process::id(),
+        acquired_at: now,
+        expires_at: now + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX),
+    }
+}
+
 impl RunLock {
-    /// Take the lock of the run folder `folder` for `run_id`, taking over a stale one.
-    pub async fn acquire(folder: Location, run_id: &str, stale_after: Duration) -> Result<RunLock, Error> {
-        let path = folder.path.clone().join(LOCK_NAME);
-        let info = LockInfo {
-            run_id: run_id.to_string(),
-            host: this_host(),
-            pid: std::process::id(),
-            acquired_at: Utc::now(),
-        };
-        let body = serde_json::to_vec_pretty(&info).unwrap_or_default();
-        // Three rounds at most: a stale lock is removed in one and taken in the next.
-        for _ in 0..3 {
-            // Look first: some S3-compatible servers (Garage 2.5 among them) accept the
-            // conditional put below but ignore its condition and overwrite.
-            if let Some(bytes) = crate::storage::get(&folder, LOCK_NAME).await? {
-                let held = serde_json::from_slice::<LockInfo>(&bytes).ok();
-                match held {
-                    Some(held) if !is_stale(&held, stale_after, Utc::now()) => return Err(busy(&folder, &held)),
-                    // Stale, or not a lock lifemap wrote: remove it and try again.
-                    stale => {
-                        tracing::warn!(lock = ?stale, "taking over a stale run lock");
-                        folder
-                            .store
-                            .delete(&path)
-                            .await
-                            .map_err(storage_error(&folder, "removing the stale"))?;
-                        continue;
-                    }
-                }
+    /// Take the lock of the run folder `folder` for `run_id` with a lease of `lease`, taking over
+    /// a stale one. While held, the lease is renewed; if another run takes the lock over (this
+    /// process could not renew it in time), `on_loss` is cancelled.
+    pub async fn acquire(
+        folder: Location,
+        run_id: &str,
+        lease: Duration,
+        on_loss: Option<CancellationToken>,
+    ) -> Result<RunLock, Error> {
+        let claims = folder.child(&claims_name());
+        let claim = claims.path.clone().join(run_id);
+        let mine = info(run_id, lease);
+        match read_lock(&folder).await? {
+            Some(Some(held)) if !is_stale(&held, Utc::now()) => return Err(busy(&folder, &held)),
+            Some(held) => {
+                let holder = held
+                    .as_ref()
+                    .map_or_else(|| "not a lock lifemap wrote".to_string(), describe);
+                tracing::warn!(lock = %format!("{}{LOCK_NAME}", folder.folder_url()), holder, "taking over a stale run lock");
             }
-            let options = PutOptions {
-                mode: PutMode::Create,
-                ..PutOptions::default()
-            };
-            match folder
-                .store
-                .put_opts(&path, PutPayload::from(body.clone()), options)
-                .await
-            {
-                Ok(_) => {}
-                // Another run created it since we looked: the next round reads whose it is.
-                Err(object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }) => continue,
-                Err(object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. }) => {
-                    crate::storage::put(&folder, LOCK_NAME, body.clone()).await?;
-                }
-                Err(err) => return Err(storage_error(&folder, "creating")(err)),
-            }
-            // Read it back: where the condition was ignored, the last writer holds the lock and
-            // every other run sees its id here and stands down.
-            let written = crate::storage::get(&folder, LOCK_NAME)
-                .await?
-                .and_then(|bytes| serde_json::from_slice::<LockInfo>(&bytes).ok());
-            return match written {
-                Some(held) if held.run_id != run_id => Err(busy(&folder, &held)),
-                _ => Ok(RunLock { folder }),
-            };
+            None => {}
         }
-        Err(Error::Busy(Busy(format!(
-            "could not take {}{LOCK_NAME}: other runs keep taking it",
-            folder.folder_url()
-        ))))
+        let body = serde_json::to_vec_pretty(&mine).unwrap_or_default();
+        folder
+            .store
+            .put(&claim, body.clone().into())
+            .await
+            .map_err(storage_error(&folder, "claiming"))?;
+        tokio::time::sleep(settle_time(&folder)).await;
+        let outcome = Self::decide(&folder, &claims, run_id).await;
+        if let Err(err) = outcome {
+            let _ = folder.store.delete(&claim).await;
+            return Err(err);
+        }
+        folder
+            .store
+            .put(&folder.path.clone().join(LOCK_NAME), body.into())
+            .await
+            .map_err(storage_error(&folder, "writing"))?;
+        let heartbeat = tokio::spawn(heartbeat(folder.clone(), run_id.to_string(), lease, on_loss));
+        Ok(RunLock {
+            folder,
+            run_id: run_id.to_string(),
+            heartbeat,
+        })
     }
 
-    /// Delete the lock; a failure only leaves a lock that goes stale.
-    pub async fn release(self) {
-        let path = self.folder.path.clone().join(LOCK_NAME);
-        if let Err(err) = self.folder.store.delete(&path).await {
-            tracing::warn!(error = %err, "could not remove the run lock; it goes stale when this process ends");
+    /// Whether this run's claim wins: the earliest live claim by the store's clock, then the
+    /// smallest run id; and the lock is not held live by another run since.
+    async fn decide(folder: &Location, claims: &Location, run_id: &str) -> Result<(), Error> {
+        let listed: Vec<object_store::ObjectMeta> = folder
+            .store
+            .list(Some(&claims.path))
+            .try_collect()
+            .await
+            .map_err(storage_error(folder, "listing the claims of"))?;
+        let holder = read_lock(folder).await?.flatten();
+        let now = Utc::now();
+        let mut live = Vec::new();
+        for meta in listed {
+            let Some(bytes) = crate::storage::get(claims, meta.location.filename().unwrap_or_default()).await? else {
+                continue;
+            };
+            let Ok(claim) = serde_json::from_slice::<LockInfo>(&bytes) else {
+                continue;
+            };
+            let holds = holder
+                .as_ref()
+                .is_some_and(|held| held.run_id == claim.run_id && !is_stale(held, now));
+            if holds || !is_stale(&claim, now) {
+                live.push((meta.last_modified, claim));
+            } else {
+                // A claim of a run that died: nobody will remove it otherwise.
+                let _ = folder.store.delete(&meta.location).await;
+            }
+        }
+        live.sort_by(|a, b| (a.0, &a.1.run_id).cmp(&(b.0, &b.1.run_id)));
+        match live.first() {
+            Some((_, winner)) if winner.run_id != run_id => Err(busy(folder, winner)),
+            _ => match holder {
+                Some(held) if held.run_id != run_id && !is_stale(&held, now) => Err(busy(folder, &held)),
+                _ => Ok(()),
+            },
         }
     }
+
+    /// Stop renewing, then delete the lock and this run's claim; a failure only leaves a lock
+    /// whose lease runs out.
+    pub async fn release(self) {
+        self.heartbeat.abort();
+        let lock = self.folder.path.clone().join(LOCK_NAME);
+        let claim = self
+            .folder
+            .child(&claims_name())
+            .path
+            .clone()
+            .join(self.run_id.as_str());
+        for path in [lock, claim] {
+            if let Err(err) = self.folder.store.delete(&path).await
+                && !matches!(err, object_store::Error::NotFound { .. })
+            {
+                tracing::warn!(error = %err, %path, "could not remove the run lock; its lease runs out");
+            }
+        }
+    }
+}
+
+/// Renew the lease every quarter of it; stop the run (through `on_loss`) if another run holds
+/// the lock now.
+async fn heartbeat(folder: Location, run_id: String, lease: Duration, on_loss: Option<CancellationToken>) {
+    let every = (lease / 4).max(Duration::from_millis(100));
+    loop {
+        tokio::time::sleep(every).await;
+        match read_lock(&folder).await {
+            Ok(Some(Some(held))) if held.run_id != run_id => {
+                tracing::error!(holder = %describe(&held), "this run's lock was taken over (its lease ran out): stopping");
+                if let Some(token) = &on_loss {
+                    token.cancel();
+                }
+                return;
+            }
+            Ok(_) => {}
+            Err(err) => {
+                tracing::warn!(error = %err, "could not read the run lock to renew it; trying again");
+                continue;
+            }
+        }
+        let mut renewed = info(&run_id, lease);
+        if let Ok(Some(Some(held))) = read_lock(&folder).await {
+            renewed.acquired_at = held.acquired_at;
+        }
+        let body = serde_json::to_vec_pretty(&renewed).unwrap_or_default();
+        if let Err(err) = folder
+            .store
+            .put(&folder.path.clone().join(LOCK_NAME), body.into())
+            .await
+        {
+            tracing::warn!(error = %err, "could not renew the run lock's lease; trying again");
+        }
+    }
+}
+
+/// Remove the lock of `folder` and every claim, whoever holds it: `lifemap unlock`. Returns the
+/// holder it named, if there was a lock.
+pub async fn unlock(folder: &Location) -> Result<Option<LockInfo>, Error> {
+    let held = read_lock(folder).await?;
+    let claims = folder.child(&claims_name());
+    let paths: Vec<ObjectPath> = folder
+        .store
+        .list(Some(&claims.path))
+        .map_ok(|meta| meta.location)
+        .try_collect()
+        .await
+        .map_err(storage_error(folder, "listing the claims of"))?;
+    for path in paths.into_iter().chain([folder.path.clone().join(LOCK_NAME)]) {
+        match folder.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(err) => return Err(storage_error(folder, "removing")(err)),
+        }
+    }
+    Ok(held.flatten())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn info(host: &str, pid: u32, minutes_ago: i64) -> LockInfo {
+    fn held(host: &str, pid: u32, expires_in_minutes: i64) -> LockInfo {
         LockInfo {
             run_id: "r".into(),
             host: host.into(),
             pid,
-            acquired_at: Utc::now() - chrono::Duration::minutes(minutes_ago),
+            acquired_at: Utc::now() - chrono::Duration::minutes(5),
+            expires_at: Utc::now() + chrono::Duration::minutes(expires_in_minutes),
         }
     }
 
@@ -167,8 +312,8 @@ mod tests {
         let folder = crate::storage::resolve(&ctx, dir.path().to_str().expect("utf-8")).expect("location");
         let hour = Duration::from_secs(3600);
         let (first, second) = tokio::join!(
-            RunLock::acquire(folder.clone(), "run-a", hour),
-            RunLock::acquire(folder.clone(), "run-b", hour)
+            RunLock::acquire(folder.clone(), "run-a", hour, None),
+            RunLock::acquire(folder.clone(), "run-b", hour, None)
         );
         assert!(
             first.is_ok() != second.is_ok(),
@@ -179,15 +324,62 @@ mod tests {
     }
 
     #[test]
-    fn a_lock_is_stale_when_old_or_its_process_is_gone() {
-        let hour = Duration::from_secs(3600);
+    fn a_lock_is_stale_when_its_lease_ran_out_or_its_process_is_gone() {
         let me = std::process::id();
-        assert!(!is_stale(&info(&this_host(), me, 1), hour, Utc::now()));
-        assert!(is_stale(&info(&this_host(), me, 61), hour, Utc::now()));
-        // Another host's fresh lock: its process cannot be checked, so it holds.
-        assert!(!is_stale(&info("elsewhere", u32::MAX, 1), hour, Utc::now()));
+        assert!(!is_stale(&held(&this_host(), me, 1), Utc::now()));
+        assert!(is_stale(&held(&this_host(), me, -1), Utc::now()));
+        // Another host's live lease: its process cannot be checked, so it holds.
+        assert!(!is_stale(&held("elsewhere", u32::MAX, 1), Utc::now()));
+        assert!(is_stale(&held("elsewhere", u32::MAX, -1), Utc::now()));
         if cfg!(target_os = "linux") {
-            assert!(is_stale(&info(&this_host(), u32::MAX, 1), hour, Utc::now()));
+            assert!(is_stale(&held(&this_host(), u32::MAX, 1), Utc::now()));
         }
+    }
+
+    #[tokio::test]
+    async fn a_held_lock_is_renewed_and_an_expired_one_is_taken_over() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let ctx = datafusion::prelude::SessionContext::new();
+        let folder = crate::storage::resolve(&ctx, dir.path().to_str().expect("utf-8")).expect("location");
+        let lease = Duration::from_millis(800);
+        let lost = CancellationToken::new();
+        let first = RunLock::acquire(folder.clone(), "run-a", lease, Some(lost.clone()))
+            .await
+            .expect("first");
+        let written = read_lock(&folder).await.expect("read").flatten().expect("a lock");
+        // Past the first lease: the heartbeat renewed it, so it still holds.
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        let renewed = read_lock(&folder).await.expect("read").flatten().expect("a lock");
+        assert!(renewed.expires_at > written.expires_at);
+        assert!(matches!(
+            RunLock::acquire(folder.clone(), "run-b", lease, None).await,
+            Err(Error::Busy(_))
+        ));
+        // Another run took the lock over (as if this one had not renewed in time): the holder's
+        // heartbeat sees it and stops its run.
+        let mut other = renewed.clone();
+        other.run_id = "run-x".into();
+        crate::storage::put(&folder, LOCK_NAME, serde_json::to_vec(&other).expect("json"))
+            .await
+            .expect("put");
+        tokio::time::timeout(Duration::from_secs(30), lost.cancelled())
+            .await
+            .expect("the holder learns it lost the lock");
+        first.heartbeat.abort();
+        // A holder elsewhere whose lease ran out: taken over.
+        let mut stale = renewed.clone();
+        stale.host = "elsewhere".into();
+        stale.expires_at = Utc::now() - chrono::Duration::seconds(1);
+        crate::storage::put(&folder, LOCK_NAME, serde_json::to_vec(&stale).expect("json"))
+            .await
+            .expect("put");
+        let second = RunLock::acquire(folder.clone(), "run-b", lease, None)
+            .await
+            .expect("taken over");
+        let now_held = read_lock(&folder).await.expect("read").flatten().expect("a lock");
+        assert_eq!(now_held.run_id, "run-b");
+        second.release().await;
+        assert!(read_lock(&folder).await.expect("read").is_none());
+        assert!(unlock(&folder).await.expect("unlock").is_none());
     }
 }

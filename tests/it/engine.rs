@@ -519,10 +519,15 @@ fn a_var_is_bound_as_data_not_as_sql() {
     assert!(!project.path("out/labelled/ds=2026-10-30").exists());
 }
 
+/// A lock as a run holds it: acquired at `acquired_at` with a lease of two minutes from then.
 fn write_lock(project: &Project, host: &str, pid: u32, acquired_at: &str) {
+    let acquired = chrono::DateTime::parse_from_rfc3339(acquired_at).expect("time");
+    let expires_at = (acquired + chrono::Duration::minutes(2)).to_rfc3339();
     project.write(
         "out/_runs/ds=2026-10-31/_lock",
-        serde_json::json!({"run_id": "other-run", "host": host, "pid": pid, "acquired_at": acquired_at}).to_string(),
+        serde_json::json!({"run_id": "other-run", "host": host, "pid": pid, "acquired_at": acquired_at,
+                           "expires_at": expires_at})
+        .to_string(),
     );
 }
 
@@ -548,7 +553,7 @@ fn a_run_of_a_ds_another_run_holds_exits_75_and_a_stale_lock_is_taken_over() {
     assert!(!project.path("out/revenue/ds=2026-10-31").exists());
     assert!(!project.path("out/_runs/ds=2026-10-31/run_results.json").exists());
 
-    // Another host's lock is trusted until it is older than output.lock_timeout (6h by default).
+    // Another host's lock is trusted until its lease (output.lock_timeout, 2 minutes) runs out.
     write_lock(&project, "elsewhere", 1, &now);
     assert_eq!(run_shop(&project, &["--ds", "2026-10-31"]).code, 75);
     let long_ago = (chrono::Utc::now() - chrono::Duration::hours(7)).to_rfc3339();

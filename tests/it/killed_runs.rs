@@ -180,7 +180,9 @@ fn a_run_and_lifemap_cleanup_remove_what_killed_runs_left() {
     let now = chrono::Utc::now().to_rfc3339();
     project.write(
         "out/_runs/ds=2026-10-31/_lock",
-        serde_json::json!({"run_id": "live-run", "host": "elsewhere", "pid": 1, "acquired_at": now}).to_string(),
+        serde_json::json!({"run_id": "live-run", "host": "elsewhere", "pid": 1, "acquired_at": now,
+                           "expires_at": (chrono::Utc::now() + chrono::Duration::minutes(2)).to_rfc3339()})
+        .to_string(),
     );
     let mut busy = project.lifemap();
     busy.args(["cleanup", "pipelines/shop.yaml"]);

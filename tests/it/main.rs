@@ -2,6 +2,7 @@
 
 mod cluster;
 mod common;
+mod delta;
 mod docs;
 mod engine;
 mod hostile;
@@ -9,10 +10,12 @@ mod incremental;
 mod inputs;
 mod killed_runs;
 mod lifecycle;
+mod locks;
 mod personas;
 mod privacy;
 mod quality;
 mod report;
 mod s3;
 mod sample;
+mod signals;
 mod validate;

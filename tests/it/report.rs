@@ -777,3 +777,31 @@ fn a_report_of_empty_marts_is_sent_and_names_the_configured_periods() {
         "{html}"
     );
 }
+
+#[test]
+fn a_retry_after_a_crash_before_the_marker_sends_the_same_message_id_and_resend_a_new_one() {
+    let server = SmtpServer::start();
+    let project = Project::new();
+    run_expecting(smtp_run(&project, server.port), 0);
+    // A crash between the server's acceptance and the delivery marker: no marker, so the retry
+    // sends again, as the same message.
+    std::fs::remove_file(marker(&project)).expect("remove the marker");
+    run_expecting(smtp_run(&project, server.port), 0);
+    let mut resend = smtp_run(&project, server.port);
+    resend.arg("--resend");
+    run_expecting(resend, 0);
+    let ids: Vec<String> = server
+        .received()
+        .iter()
+        .map(|mail| {
+            let message = MessageParser::default().parse(&mail.data).expect("a MIME message");
+            message.message_id().expect("a Message-ID").to_string()
+        })
+        .collect();
+    assert_eq!(ids.len(), 3);
+    assert_eq!(ids[0], ids[1], "a retry is the same message");
+    assert_ne!(ids[1], ids[2], "--resend is a new one");
+    assert!(ids[0].starts_with("2026-10-31.customer-lifecycle.1."), "{}", ids[0]);
+    assert!(ids[2].starts_with("2026-10-31.customer-lifecycle.2."), "{}", ids[2]);
+    assert!(ids[0].ends_with("@example.com"), "{}", ids[0]);
+}

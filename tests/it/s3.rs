@@ -381,7 +381,8 @@ fn missing_credentials_are_reported_before_any_request() {
 fn on_s3_a_ds_whose_lock_another_run_holds_is_not_run() {
     let (project, s3) = s3_shop("lock");
     let held = serde_json::json!({
-        "run_id": "other-run", "host": "elsewhere", "pid": 1, "acquired_at": chrono::Utc::now().to_rfc3339()
+        "run_id": "other-run", "host": "elsewhere", "pid": 1, "acquired_at": chrono::Utc::now().to_rfc3339(),
+        "expires_at": (chrono::Utc::now() + chrono::Duration::minutes(2)).to_rfc3339()
     });
     s3.put("out/_runs/ds=2026-10-31/_lock", held.to_string());
     let outcome = run_on_s3(&project, &s3, &["--ds", "2026-10-31"]);
@@ -472,4 +473,18 @@ fn on_s3_a_same_size_re_export_is_told_by_its_etag_and_leftovers_go_first() {
 | US      | 4.5     | 1         |
 +---------+---------+-----------+"
     );
+}
+
+#[test]
+fn on_s3_of_ten_runs_of_one_ds_started_together_exactly_one_proceeds() {
+    // Garage (in CI) accepts `If-None-Match` and ignores it: the claims decide, not the store.
+    let (project, s3) = s3_shop("ten-at-once");
+    crate::locks::slow_shop(&project);
+    let commands = (0..10)
+        .map(|_| s3_command(&project, &s3, &["--ds", "2026-10-31"]))
+        .collect();
+    let outcomes = crate::locks::together(commands);
+    crate::locks::exactly_one_proceeded(&outcomes);
+    assert!(s3.list("out/_runs/ds=2026-10-31/_lock").is_empty());
+    assert!(s3.list("out/_runs/ds=2026-10-31/_lock.claims/").is_empty());
 }

@@ -365,9 +365,14 @@ pub struct RawOutput {
     pub location: String,
     #[serde(default)]
     pub parquet: Option<RawParquet>,
-    /// After how long a run lock whose run cannot be seen alive is taken over. Default `6h`.
+    /// The run lock's lease: the holder renews it every quarter of it, and a lock not renewed
+    /// for this long is taken over. Default `2m`.
     #[serde(default)]
     pub lock_timeout: Option<String>,
+    /// How marts are published unless a mart says otherwise: `parquet` (the default; Parquet
+    /// files behind a `_SUCCESS` manifest) or `delta` (Delta Lake tables). `${VAR}` allowed.
+    #[serde(default)]
+    pub format: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Clone)]
@@ -395,6 +400,9 @@ pub struct RawMart {
     pub description: Option<String>,
     #[serde(default)]
     pub parquet: Option<RawParquet>,
+    /// `parquet` or `delta`; default: `output.format`.
+    #[serde(default)]
+    pub format: Option<String>,
     /// An SQL condition on the mart's rows (it may read the pipeline's tables) naming the rows of
     /// persons who asked to be forgotten: each run removes them from the mart's published
     /// partitions of every other date.
