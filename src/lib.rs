@@ -14,6 +14,7 @@
 //! - [`history`]: rows of forgotten persons removed from the partitions of other dates;
 //! - [`state`]: what runs keep for the runs after them (inventory, incremental steps' rows);
 //! - [`runner`]: one run end to end, and its `run_results.json`;
+//! - [`lineage`]: OpenLineage events of each run (sources in, mart partitions out);
 //! - [`cli`]: the `lifemap` command line.
 
 pub mod cli;
@@ -27,6 +28,7 @@ pub mod functions;
 pub mod history;
 pub mod inspect;
 pub mod layout;
+pub mod lineage;
 pub mod lock;
 pub mod marts;
 pub mod personas;

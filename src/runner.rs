@@ -12,6 +12,8 @@ use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use tokio_util::sync::CancellationToken;
 
+use crate::lineage::EventType;
+
 use crate::config::{Pipeline, TableFormat};
 use crate::context::RunContext;
 use crate::error::{Error, exit};
@@ -63,6 +65,9 @@ pub struct MartOutcome {
     /// every mart of one run reads each table at its version.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delta_version: Option<u64>,
+    /// Column names and types, for lineage.
+    #[serde(skip)]
+    pub columns: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -167,6 +172,9 @@ pub struct RunResults {
     pub forgotten_in_history: Option<crate::history::Forgotten>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorReport>,
+    /// The run's id in its OpenLineage events, when lineage is on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lineage_run_id: Option<String>,
 }
 
 impl RunResults {
@@ -200,6 +208,7 @@ impl RunResults {
             inputs: None,
             forgotten_in_history: None,
             error: None,
+            lineage_run_id: None,
         }
     }
 
@@ -235,6 +244,10 @@ pub async fn run(
 ) -> (RunResults, Result<(), Error>) {
     let clock = Instant::now();
     let mut results = RunResults::starting(pipeline, options);
+    // `check` publishes nothing: no lineage either.
+    let lineage = crate::lineage::Lineage::from_env(&pipeline.name);
+    let lineage = (lineage.enabled() && !options.checks_only).then_some(lineage);
+    results.lineage_run_id = lineage.as_ref().map(crate::lineage::Lineage::run_id);
     let (run, lock, outcome) = match RunContext::new(pipeline, &results.run_id) {
         Err(err) => (None, None, Err(err)),
         Ok(mut run) => {
@@ -247,6 +260,10 @@ pub async fn run(
             };
             match lock {
                 Ok(lock) => {
+                    if let Some(lineage) = &lineage {
+                        let inputs = lineage_inputs(pipeline, &results);
+                        lineage.emit(EventType::Start, &inputs, &[], None).await;
+                    }
                     // Holding the lock, before anything else: what a killed run of this `ds` left goes.
                     let outcome = if lock.is_some() {
                         clear_leftovers(&run).await
@@ -286,10 +303,82 @@ pub async fn run(
     {
         tracing::warn!(error = %err, "could not write run_results.json");
     }
+    // A run that never held the lock never started, for lineage either.
+    if let Some(lineage) = &lineage
+        && lock.is_some()
+    {
+        let kind = match results.exit_code {
+            exit::SUCCESS | exit::NOTHING_TO_DO => EventType::Complete,
+            exit::CANCELLED => EventType::Abort,
+            _ => EventType::Fail,
+        };
+        let error = results.error.as_ref().map(|error| error.message.as_str());
+        let (inputs, outputs) = (lineage_inputs(pipeline, &results), lineage_outputs(pipeline, &results));
+        lineage.emit(kind, &inputs, &outputs, error).await;
+    }
     if let Some(lock) = lock {
         lock.release().await;
     }
     (results, outcome)
+}
+
+/// The checks of `results` on `tables`, as lineage assertions.
+fn assertions_on(pipeline: &Pipeline, results: &RunResults, tables: &[&str]) -> Vec<crate::lineage::Assertion> {
+    pipeline
+        .checks
+        .iter()
+        .zip(&results.checks)
+        .filter(|(check, _)| check.tables.iter().any(|table| tables.contains(&table.as_str())))
+        .filter(|(_, outcome)| outcome.status != crate::quality::CheckStatus::Skipped)
+        .map(|(check, outcome)| crate::lineage::Assertion {
+            name: check.name.clone(),
+            kind: check.kind.to_string(),
+            success: outcome.status == crate::quality::CheckStatus::Passed,
+            severity: format!("{:?}", check.severity).to_lowercase(),
+        })
+        .collect()
+}
+
+/// The sources, with their declared columns and the checks on them.
+fn lineage_inputs(pipeline: &Pipeline, results: &RunResults) -> Vec<crate::lineage::Dataset> {
+    pipeline
+        .sources
+        .iter()
+        .map(|source| crate::lineage::Dataset {
+            location: source.location.clone(),
+            fields: source
+                .schema
+                .iter()
+                .flatten()
+                .chain(&source.partitions)
+                .map(|(name, kind)| (name.clone(), kind.to_string()))
+                .collect(),
+            statistics: None,
+            assertions: assertions_on(pipeline, results, &[source.name.as_str()]),
+        })
+        .collect()
+}
+
+/// The mart partitions published, with their columns, sizes and the checks on them.
+fn lineage_outputs(pipeline: &Pipeline, results: &RunResults) -> Vec<crate::lineage::Dataset> {
+    results
+        .marts
+        .iter()
+        .filter(|mart| mart.status == MartStatus::Published)
+        .map(|mart| {
+            let from = pipeline
+                .marts
+                .iter()
+                .find(|m| m.name == mart.name)
+                .map_or(mart.name.as_str(), |m| m.from.as_str());
+            crate::lineage::Dataset {
+                location: mart.location.clone(),
+                fields: mart.columns.clone(),
+                statistics: Some((mart.rows, mart.bytes, mart.files)),
+                assertions: assertions_on(pipeline, results, &[mart.name.as_str(), from]),
+            }
+        })
+        .collect()
 }
 
 /// The lock of this pipeline's `ds` (see [`crate::lock`]); losing it cancels the run.
@@ -707,6 +796,12 @@ async fn publish(writer: &MartWriter, staged: &[StagedMart], results: &mut RunRe
             location: writer.partition(&mart.name).folder_url(),
             duration_ms: mart.duration_ms,
             delta_version: manifest.delta_version,
+            columns: mart
+                .schema
+                .fields()
+                .iter()
+                .map(|field| (field.name().clone(), field.data_type().to_string()))
+                .collect(),
         })
         .collect();
     results.totals.rows = results.marts.iter().map(|m| m.rows).sum();

@@ -16,6 +16,9 @@ where lifemap is and what it reads with environment variables (or edit the defau
     LIFEMAP_PIPELINE   the pipeline file, relative to LIFEMAP_PROJECT
     LIFEMAP_RUN_ARGS   extra arguments, e.g. "--var exports_uri=s3://acme/exports --var marts_uri=s3://acme/marts"
     LIFEMAP_RETRIES, LIFEMAP_RETRY_DELAY   retries of exit 75/130 (default 3) and seconds between them (300)
+
+Lineage: OPENLINEAGE_URL (and friends) in the worker's environment reach lifemap; with the
+OpenLineage provider installed, the task passes its own run as lifemap's parent run.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import shlex
 import subprocess
 from datetime import datetime, timedelta
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 RETRIED = {75, 130}
@@ -37,6 +40,17 @@ def lifemap_command(ds: str) -> list[str]:
     pipeline = os.environ.get("LIFEMAP_PIPELINE", "pipelines/customer_lifecycle.yaml")
     extra = shlex.split(os.environ.get("LIFEMAP_RUN_ARGS", ""))
     return [os.environ.get("LIFEMAP_BIN", "lifemap"), "--log-format", "json", "run", pipeline, "--ds", ds, *extra]
+
+
+def lineage_env() -> dict:
+    """OPENLINEAGE_PARENT_ID for lifemap's lineage events: this task's run, as the OpenLineage
+    provider names it (when apache-airflow-providers-openlineage is installed and configured)."""
+    try:
+        from airflow.providers.openlineage.plugins.macros import lineage_parent_id, lineage_root_parent_id
+    except ImportError:
+        return {}
+    ti = get_current_context()["ti"]
+    return {"OPENLINEAGE_PARENT_ID": lineage_parent_id(ti), "OPENLINEAGE_ROOT_PARENT_ID": lineage_root_parent_id(ti)}
 
 
 def summary_of(stdout: str) -> dict:
@@ -71,6 +85,7 @@ def lifemap_customer_lifecycle():
         done = subprocess.run(
             command,
             cwd=os.environ.get("LIFEMAP_PROJECT") or None,
+            env={**os.environ, **lineage_env()},
             stdout=subprocess.PIPE,
             text=True,
         )

@@ -363,6 +363,7 @@ pub(super) fn compile_check(
         severity: check.severity,
         examples: check.examples.unwrap_or(5),
         previous_rows_of,
+        tables,
     })
 }
 

@@ -233,6 +233,8 @@ pub struct Check {
     /// For `row_count` with `max_change_percent`: the mart whose previous partition is compared
     /// against (its rows replace [`checks::PREVIOUS_ROWS_PLACEHOLDER`] at run time).
     pub previous_rows_of: Option<String>,
+    /// The tables a declared check reads (empty for an `expression`): where lineage reports it.
+    pub tables: Vec<String>,
 }
 
 #[derive(Debug, Clone)]

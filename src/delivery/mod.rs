@@ -133,11 +133,17 @@ fn first_delivery() -> u32 {
 /// The Message-ID of the `delivery`-th delivery of a `ds`'s report: the same for every attempt
 /// of that delivery, so that a retry after a crash between the server's acceptance and the
 /// delivery marker is the same message to mail systems that drop duplicates (a run id would make
-/// it a second, different one). Scoped to the output location, since two deployments may run
-/// pipelines of one name; the domain is the sender's.
+/// it a second, different one). Scoped to the output location (two deployments may run
+/// pipelines of one name) and the recipients (other recipients, another message); the domain is
+/// the sender's. Not to the content: a retry renders it again, with its own run id.
 fn message_id(pipeline: &str, report: &Report, layout: &crate::layout::OutputLayout, delivery: u32) -> String {
     use sha2::{Digest, Sha256};
-    let scope = Sha256::digest(layout.root().url.as_str().as_bytes());
+    let mut scope = Sha256::new();
+    scope.update(layout.root().url.as_str().as_bytes());
+    for recipient in report.to.iter().chain(&report.cc) {
+        scope.update(recipient.email.to_string().as_bytes());
+    }
+    let scope = scope.finalize();
     let scope: String = scope.iter().take(6).map(|byte| format!("{byte:02x}")).collect();
     format!(
         "<{}.{}.{delivery}.{scope}@{}>",

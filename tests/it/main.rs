@@ -10,6 +10,7 @@ mod incremental;
 mod inputs;
 mod killed_runs;
 mod lifecycle;
+mod lineage;
 mod locks;
 mod personas;
 mod privacy;

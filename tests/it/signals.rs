@@ -168,12 +168,24 @@ fn sigterm_while_computing_keeps_the_previous_marts_and_the_next_run_starts_at_o
 
     // Clustering the personas follows persona_features and takes a while: marts written before it
     // are staged, the rest not yet.
-    let running = start(bundled(&project, "2026-10-31", "marts"));
+    let lineage = project.path("lineage.jsonl");
+    let mut command = bundled(&project, "2026-10-31", "marts");
+    command
+        .env("OPENLINEAGE__TRANSPORT__TYPE", "file")
+        .env("OPENLINEAGE__TRANSPORT__LOG_FILE_PATH", &lineage);
+    let running = start(command);
     running.wait_for("step=persona_features");
     running.signal("TERM");
     let (code, summary) = running.finish();
     assert_cancelled(code, &summary, "2026-10-31");
     assert_nothing_left(&marts, "2026-10-31");
+    // Lineage hears of it: START, then ABORT.
+    let kinds: Vec<String> = std::fs::read_to_string(&lineage)
+        .expect("lineage events")
+        .lines()
+        .map(|line| serde_json::from_str::<Value>(line).expect("json")["eventType"].to_string())
+        .collect();
+    assert_eq!(kinds, ["\"START\"", "\"ABORT\""]);
     assert_eq!(mart_bytes(&project, "marts"), before, "the previous marts are intact");
     let results: Value =
         serde_json::from_slice(&std::fs::read(marts.join("_runs/ds=2026-10-31/run_results.json")).expect("results"))
