@@ -65,12 +65,14 @@ pub enum Error {
         source: DataFusionError,
     },
 
-    #[error("step `{step}` ({origin}): {source}")]
+    #[error("step `{step}` ({origin}): {source}{}", .location.as_deref().map(|place| format!("\n  {place}")).unwrap_or_default())]
     Step {
         step: String,
         origin: SqlOrigin,
         #[source]
         source: DataFusionError,
+        /// Where in the SQL, with the rendered lines around it (see `transform::located`).
+        location: Option<String>,
     },
 
     #[error("mart `{mart}`: {source}")]

@@ -26,6 +26,7 @@ use crate::error::Error;
 use crate::personas::KMeansSpec;
 
 mod incremental;
+pub mod located;
 pub use incremental::{partitions_to_forget, stop_keeping};
 mod planning;
 pub(crate) use planning::sql_options;
@@ -216,10 +217,13 @@ fn step_inputs(
         let reads = match reads {
             Ok(reads) => reads,
             Err(message) => {
+                let place = located::locate(&step.sql, &step.template, step.origin.file_name().as_deref(), &message)
+                    .map(|place| format!("\n  {place}"))
+                    .unwrap_or_default();
                 problems.push(step_diagnostic(
                     pipeline,
                     step,
-                    format!("SQL of {} does not parse: {message}", step.origin),
+                    format!("SQL of {} does not parse: {message}{place}", step.origin),
                     None,
                 ));
                 continue;
@@ -732,6 +736,7 @@ async fn run_kmeans(
         step: step.name.clone(),
         origin: step.origin.clone(),
         source: datafusion::error::DataFusionError::Plan(message),
+        location: None,
     };
     let input = ctx
         .table(spec.input.as_str())

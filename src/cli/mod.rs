@@ -83,8 +83,8 @@ pub enum Command {
     /// nothing, sends nothing. Prints the outcomes as JSON; exits 3 if an error-level check fails.
     Check(CheckArgs),
     /// Print the resolved step order, each step's rendered SQL and its output schema, and the SQL
-    /// of every check.
-    Plan(PipelineArgs),
+    /// of every check; with --rendered STEP, that step's final SQL alone.
+    Plan(plan::PlanArgs),
     /// Render the pipeline's report from the marts already published for --ds, without
     /// sending it: for previews and template work.
     Report(ReportArgs),

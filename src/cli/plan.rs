@@ -1,13 +1,31 @@
 //! `lifemap plan`: the step order, each step's rendered SQL and output schema (and for an
-//! incremental step what a run reads and keeps), then every check with the SQL it runs.
+//! incremental step what a run reads and keeps), then every check with the SQL it runs; or, with
+//! `--rendered STEP`, that step's final SQL alone.
+
+use clap::Args;
 
 use super::args::{PipelineArgs, overrides};
-use crate::config::{self, Pipeline};
+use crate::config::{self, Pipeline, did_you_mean};
 use crate::error::Error;
 use crate::inspect::{self, PlannedStep};
 
-pub(super) async fn run(args: &PipelineArgs) -> Result<(), Error> {
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub pipeline: PipelineArgs,
+
+    /// Print only this step's SQL as templating wrote it (nothing indented, nothing planned: it
+    /// shows SQL that does not parse too).
+    #[arg(long, value_name = "STEP")]
+    pub rendered: Option<String>,
+}
+
+pub(super) async fn run(args: &PlanArgs) -> Result<(), Error> {
+    let (args, rendered) = (&args.pipeline, args.rendered.as_deref());
     let pipeline = config::load(&args.pipeline, &overrides(args, args.ds, None, &None))?;
+    if let Some(name) = rendered {
+        return print_rendered(&pipeline, name);
+    }
     let plan = inspect::plan(&pipeline).await?;
     println!(
         "pipeline {} for ds {} (as_of {})",
@@ -85,4 +103,26 @@ fn print_incremental(pipeline: &Pipeline, step: &config::Step, spec: &config::In
             println!("       {line}");
         }
     }
+}
+
+/// One step's rendered SQL, as it is run.
+fn print_rendered(pipeline: &Pipeline, name: &str) -> Result<(), Error> {
+    let Some(step) = pipeline.steps.iter().find(|step| step.name == name) else {
+        let hint = did_you_mean(name, pipeline.steps.iter().map(|step| step.name.as_str()))
+            .map(|close| format!(" (did you mean `{close}`?)"))
+            .unwrap_or_default();
+        return Err(Error::Usage(format!(
+            "--rendered {name}: the pipeline has no step `{name}`{hint}"
+        )));
+    };
+    if step.kmeans.is_some() {
+        return Err(Error::Usage(format!(
+            "--rendered {name}: `{name}` is a clustering step, not SQL"
+        )));
+    }
+    print!("{}", step.sql);
+    if !step.sql.ends_with('\n') {
+        println!();
+    }
+    Ok(())
 }

@@ -149,6 +149,16 @@ pub enum SqlOrigin {
     Inline,
 }
 
+impl SqlOrigin {
+    /// The SQL file's name; `None` for an inline query.
+    pub fn file_name(&self) -> Option<String> {
+        match self {
+            SqlOrigin::File(path) => Some(path.display().to_string()),
+            SqlOrigin::Inline => None,
+        }
+    }
+}
+
 impl fmt::Display for SqlOrigin {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -165,6 +175,8 @@ pub struct Step {
     pub kmeans: Option<crate::personas::KMeansSpec>,
     /// The SQL after templating.
     pub sql: String,
+    /// The SQL as written (before templating), to place errors in it.
+    pub template: String,
     pub origin: SqlOrigin,
     pub depends_on: Vec<String>,
     pub materialize: Option<bool>,

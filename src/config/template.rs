@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use minijinja::value::Value;
-use minijinja::{Environment, ErrorKind, UndefinedBehavior};
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 
 use lifemap_syntax::suggest::did_you_mean;
 
@@ -80,11 +80,17 @@ impl TemplateContext {
     fn render_with(&self, name: &str, source: &str, sql: bool) -> Result<String, String> {
         let mut env = Environment::new();
         if sql {
-            env.set_formatter(|out, state, value| match value.as_str() {
-                Some(text) if !value.is_safe() => out
-                    .write_str(&text.replace('\'', "''"))
-                    .map_err(|err| minijinja::Error::new(ErrorKind::WriteFailure, err.to_string())),
-                _ => minijinja::escape_formatter(out, state, value),
+            // Text values are data: written with `'` doubled. An auto-escape mode of its own
+            // makes what `{% set %}…{% endset %}` blocks and macros capture safe, as in Jinja:
+            // that is SQL the author wrote, and written out as it is.
+            env.set_auto_escape_callback(|_| AutoEscape::Custom("sql".into()));
+            env.set_formatter(|out, _state, value| {
+                let text = match value.as_str() {
+                    Some(text) if !value.is_safe() => text.replace('\'', "''"),
+                    _ => value.to_string(),
+                };
+                out.write_str(&text)
+                    .map_err(|err| minijinja::Error::new(ErrorKind::WriteFailure, err.to_string()))
             });
         }
         env.set_undefined_behavior(UndefinedBehavior::Strict);

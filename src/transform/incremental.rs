@@ -57,6 +57,7 @@ pub(super) async fn run(run: &RunContext<'_>, step: &Step, spec: &Incremental) -
         step: step.name.clone(),
         origin: step.origin.clone(),
         source: DataFusionError::Plan(message),
+        location: None,
     };
     let source = run
         .pipeline

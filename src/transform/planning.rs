@@ -36,10 +36,17 @@ pub async fn plan_step(ctx: &SessionContext, step: &Step) -> Result<DataFrame, E
 }
 
 pub fn step_error(step: &Step, source: datafusion::error::DataFusionError) -> Error {
+    let location = super::located::locate(
+        &step.sql,
+        &step.template,
+        step.origin.file_name().as_deref(),
+        &source.to_string(),
+    );
     Error::Step {
         step: step.name.clone(),
         origin: step.origin.clone(),
         source,
+        location,
     }
 }
 
