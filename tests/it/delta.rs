@@ -51,15 +51,20 @@ fn orders(count: usize) -> String {
         .join("\n")
 }
 
+/// The Delta table at `table` as of `version` (the latest when `None`).
+async fn open_table(ctx: &SessionContext, table: &str, version: Option<u64>) -> deltalake_core::DeltaTable {
+    let location = lifemap::storage::resolve(ctx, table).expect("location");
+    lifemap::delta::open_version(&location, version)
+        .await
+        .expect("open")
+        .expect("a Delta table")
+}
+
 /// Rows per `ds` of the Delta table at `table` as of `version` (the latest when `None`), read
 /// from the files its log lists at that version.
 fn rows_by_ds(ctx: &SessionContext, table: &str, version: Option<u64>) -> BTreeMap<String, usize> {
     block_on(async {
-        let location = lifemap::storage::resolve(ctx, table).expect("location");
-        let delta = lifemap::delta::open_version(&location, version)
-            .await
-            .expect("open")
-            .expect("a Delta table");
+        let delta = open_table(ctx, table, version).await;
         let snapshot = delta.snapshot().expect("snapshot");
         let mut rows = BTreeMap::new();
         for file in snapshot.log_data() {
@@ -80,12 +85,11 @@ fn rows_by_ds(ctx: &SessionContext, table: &str, version: Option<u64>) -> BTreeM
 
 fn schema_of(ctx: &SessionContext, table: &str) -> Vec<String> {
     block_on(async {
-        let location = lifemap::storage::resolve(ctx, table).expect("location");
-        let delta = lifemap::delta::open_version(&location, None)
+        let schema = open_table(ctx, table, None)
             .await
-            .expect("open")
-            .expect("a Delta table");
-        let schema = delta.snapshot().expect("snapshot").schema();
+            .snapshot()
+            .expect("snapshot")
+            .schema();
         schema
             .fields()
             .map(|field| format!("{} {}", field.name(), field.data_type()))

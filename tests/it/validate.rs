@@ -455,37 +455,27 @@ marts:
     assert!(!all.contains("steps.fine.incremental:"), "{all}");
 }
 
-/// A pipeline whose one step is the SQL file `sql/step.sql`.
-const FILE_STEP: &str = "\
-name: v
-sources:
-  orders:
-    location: data/orders/
-    format: csv
-    schema:
-      order_id: string
-      amount: float
-steps:
-  - name: totals
-    sql: step.sql
-output:
-  location: out
-marts:
-  totals: {}
-";
+/// The valid pipeline with its one step read from the SQL file `sql/step.sql`.
+fn file_step() -> String {
+    VALID.replace("query: SELECT SUM(amount) AS total FROM orders", "sql: step.sql")
+}
 
 #[test]
 fn an_sql_error_is_shown_at_its_line_of_the_file_with_the_rendered_sql_around_it() {
     // Line 7 of the file; the `{% set %}` block above it makes the rendered SQL longer.
     let sql = "-- totals\n{% set amount %}\n  CAST(amount AS DOUBLE)\n{% endset %}\nSELECT\n  SUM({{ amount }}) AS total,\n  (1 + ) AS broken\nFROM orders\n";
-    let outcome = validate(FILE_STEP, &[("sql/step.sql", sql)]);
+    let outcome = validate(&file_step(), &[("sql/step.sql", sql)]);
     assert_eq!(outcome.code, 2, "{}", outcome.stderr);
-    assert!(outcome.stderr.contains("at sql/step.sql:7:8; the rendered SQL there:"), "{}", outcome.stderr);
+    assert!(
+        outcome.stderr.contains("at sql/step.sql:7:8; the rendered SQL there:"),
+        "{}",
+        outcome.stderr
+    );
     assert!(outcome.stderr.contains("|   (1 + ) AS broken\n"), "{}", outcome.stderr);
 
     // An unknown column: DataFusion names no place, lifemap finds its first use.
     let misspelled = "SELECT\n  SUM(amont) AS total\nFROM orders\n";
-    let outcome = validate(FILE_STEP, &[("sql/step.sql", misspelled)]);
+    let outcome = validate(&file_step(), &[("sql/step.sql", misspelled)]);
     assert_eq!(outcome.code, 2, "{}", outcome.stderr);
     let all = format!("{}{}", outcome.stdout, outcome.stderr);
     assert!(all.contains("No field named amont"), "{all}");
@@ -497,7 +487,7 @@ fn sql_a_set_block_holds_is_written_as_it_is_and_plan_rendered_prints_one_step()
     // Quotes inside a `{% set %}` block are SQL the author wrote: not doubled. A text var is data:
     // its quote is doubled, so it stays one string literal.
     let sql = "{% set label %}'orders: ' || order_id{% endset %}\nSELECT {{ label }} AS label, '{{ var(\"note\") }}' AS note FROM orders\n";
-    let pipeline = FILE_STEP.replace("sources:", "vars:\n  note: \"it's\"\nsources:");
+    let pipeline = file_step().replace("sources:", "vars:\n  note: \"it's\"\nsources:");
     let project = Project::new();
     project.write("pipelines/p.yaml", &pipeline);
     project.write("sql/step.sql", sql);
