@@ -70,7 +70,8 @@ for stage in "reading|run starting" "computing|step=stg_events" "clustering|step
 done
 
 # The lock of a SIGKILLed run: the next run finds its process gone and takes over at once.
-run --no-report > /dev/null 2>&1 &
+LIFEMAP_OUTBOX="$work/signals-outbox" "$bin" run pipelines/customer_lifecycle.yaml --ds "$ds" \
+  --var "exports_uri=$data" --var "marts_uri=$marts" "${format_vars[@]}" --no-report > /dev/null 2>&1 &
 victim=$!
 sleep 1
 kill -KILL "$victim"; wait "$victim" 2>/dev/null || true
