@@ -167,7 +167,12 @@ impl RunLock {
             .put(&folder.path.clone().join(LOCK_NAME), body.into())
             .await
             .map_err(storage_error(&folder, "writing"))?;
-        let heartbeat = tokio::spawn(heartbeat(folder.clone(), run_id.to_string(), lease, on_loss));
+        let heartbeat = tokio::spawn(heartbeat(
+            folder.clone(),
+            (run_id.to_string(), mine.acquired_at),
+            lease,
+            on_loss,
+        ));
         Ok(RunLock {
             folder,
             run_id: run_id.to_string(),
@@ -237,7 +242,12 @@ impl RunLock {
 
 /// Renew the lease every quarter of it; stop the run (through `on_loss`) if another run holds
 /// the lock now.
-async fn heartbeat(folder: Location, run_id: String, lease: Duration, on_loss: Option<CancellationToken>) {
+async fn heartbeat(
+    folder: Location,
+    (run_id, acquired_at): (String, DateTime<Utc>),
+    lease: Duration,
+    on_loss: Option<CancellationToken>,
+) {
     let every = (lease / 4).max(Duration::from_millis(100));
     loop {
         tokio::time::sleep(every).await;
@@ -255,10 +265,10 @@ async fn heartbeat(folder: Location, run_id: String, lease: Duration, on_loss: O
                 continue;
             }
         }
-        let mut renewed = info(&run_id, lease);
-        if let Ok(Some(Some(held))) = read_lock(&folder).await {
-            renewed.acquired_at = held.acquired_at;
-        }
+        let renewed = LockInfo {
+            acquired_at,
+            ..info(&run_id, lease)
+        };
         let body = serde_json::to_vec_pretty(&renewed).unwrap_or_default();
         if let Err(err) = folder
             .store
